@@ -1,0 +1,1 @@
+"""ComfyUI nodes for RSEdit: the only package that imports ComfyUI."""

@@ -1,0 +1,213 @@
+"""RSEdit editing nodes (V3): loader, text encode, source conditioning, dual-CFG sampler.
+
+Each ``execute`` unpacks inputs, calls one ``rsedit_core`` function and wraps the result; IMAGE
+tensors are converted once here, ``[B, H, W, C]`` <-> the core's ``[B, C, H, W]``.
+"""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.utils
+from comfy_api.latest import io, ui
+
+from ..rsedit_core.errors import InputError
+from ..rsedit_core.images import SIZE_POLICIES, SIZE_POLICY_HELP
+from ..rsedit_core.loading import load_editor
+from ..rsedit_core.preview import latents_to_preview
+from ..rsedit_core.sampler import MAX_SEED, EditSettings, encode_source, run_edit
+from ..rsedit_core.schedulers import SCHEDULER_NAMES
+from ..rsedit_core.text import encode_text
+from .comfy_models import ComfyEditor, list_models, search_dirs
+
+RSEditModel = io.Custom("RSEDIT_MODEL")
+RSEditText = io.Custom("RSEDIT_TEXT")
+RSEditSource = io.Custom("RSEDIT_SOURCE")
+CATEGORY = "RSEdit"
+DTYPE_OPTIONS = ["auto", "fp32", "fp16", "bf16"]
+
+
+class RSEditLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RSEditLoader",
+            display_name="RSEdit Loader",
+            category=f"{CATEGORY}/loaders",
+            description="Loads an RSEdit editor folder (diffusers layout) from models/rsedit.",
+            inputs=[
+                io.Combo.Input(
+                    "model",
+                    options=list_models(),
+                    tooltip="An editor folder under models/rsedit (e.g. RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14).",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=DTYPE_OPTIONS,
+                    default="auto",
+                    tooltip="Weight precision; auto is fp16 on a GPU and fp32 on the CPU. fp16/bf16 halve memory.",
+                ),
+            ],
+            outputs=[RSEditModel.Output(display_name="rsedit_model")],
+        )
+
+    @classmethod
+    def execute(cls, model: str, dtype: str) -> io.NodeOutput:
+        device = mm.get_torch_device()
+        if dtype == "auto":
+            dtype = "fp16" if device.type == "cuda" else "fp32"
+        editor = load_editor(model, search_dirs=search_dirs(), dtype=dtype, device=mm.unet_offload_device())
+        return io.NodeOutput(ComfyEditor.wrap(model, editor))
+
+
+class RSEditTextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RSEditTextEncode",
+            display_name="RSEdit DGTRS-CLIP Text Encode",
+            category=f"{CATEGORY}/conditioning",
+            description="Encodes an edit instruction with the editor's text encoder (DGTRS-CLIP: 248 tokens) "
+            "and reports how many tokens were used or cut.",
+            inputs=[
+                RSEditModel.Input("rsedit_model", tooltip="The editor from RSEdit Loader."),
+                io.String.Input(
+                    "instruction",
+                    multiline=True,
+                    tooltip="What should change and what should stay; long, specific instructions work best "
+                    "(up to 246 tokens with DGTRS-CLIP; more is cut and reported).",
+                ),
+                io.String.Input(
+                    "negative",
+                    multiline=True,
+                    default="",
+                    tooltip="Text to steer away from; empty, as in the paper, is the default.",
+                ),
+            ],
+            outputs=[RSEditText.Output(display_name="conditioning")],
+        )
+
+    @classmethod
+    def execute(cls, rsedit_model: ComfyEditor, instruction: str, negative: str = "") -> io.NodeOutput:
+        rsedit_model.load("text_encoder")
+        text = encode_text(rsedit_model.model, instruction, negative)
+        return io.NodeOutput(text, ui=ui.PreviewText(f"instruction: {text.report.summary()}"))
+
+
+class RSEditSourceConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        policies = "; ".join(f"{name}: {SIZE_POLICY_HELP[name]}" for name in SIZE_POLICIES)
+        return io.Schema(
+            node_id="RSEditSourceConditioning",
+            display_name="RSEdit Source Conditioning",
+            category=f"{CATEGORY}/conditioning",
+            description="Encodes the source (pre-change) image to the latent the editor is conditioned on "
+            "(channel concatenation for U-Net editors).",
+            inputs=[
+                RSEditModel.Input("rsedit_model", tooltip="The editor from RSEdit Loader."),
+                io.Image.Input("image", tooltip="The source scene; a batch edits several scenes of one size."),
+                io.Combo.Input(
+                    "size_policy",
+                    options=list(SIZE_POLICIES),
+                    default="pad",
+                    tooltip=f"How sides that are not a multiple of 8 px are handled. {policies}.",
+                ),
+            ],
+            outputs=[RSEditSource.Output(display_name="source")],
+        )
+
+    @classmethod
+    def execute(cls, rsedit_model: ComfyEditor, image, size_policy: str = "pad") -> io.NodeOutput:
+        rsedit_model.load("vae")
+        source = encode_source(rsedit_model.model, image.movedim(-1, 1), size_policy)
+        text = "; ".join(source.notes) or f"{image.shape[2]}x{image.shape[1]} used as is"
+        return io.NodeOutput(source, ui=ui.PreviewText(text))
+
+
+class RSEditSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RSEditSampler",
+            display_name="RSEdit Dual-CFG Sampler",
+            category=f"{CATEGORY}/sampling",
+            description="Edits the source following the instruction with dual classifier-free guidance "
+            "(eps = u + s_T (t - i) + s_I (i - u)).",
+            inputs=[
+                RSEditModel.Input("rsedit_model", tooltip="The editor from RSEdit Loader."),
+                RSEditText.Input("conditioning", tooltip="The instruction from RSEdit DGTRS-CLIP Text Encode."),
+                RSEditSource.Input("source", tooltip="The source from RSEdit Source Conditioning."),
+                io.Int.Input(
+                    "seed",
+                    default=42,
+                    min=0,
+                    max=MAX_SEED,
+                    control_after_generate=True,
+                    tooltip="Noise seed; the same seed and settings give the same edit.",
+                ),
+                io.Int.Input(
+                    "steps", default=50, min=1, max=1000, tooltip="Denoising steps; more is slower and finer (paper: 100)."
+                ),
+                io.Float.Input(
+                    "text_cfg",
+                    default=7.5,
+                    min=0.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Text guidance s_T: raise it to follow the instruction more strongly; <= 1 turns guidance off.",
+                ),
+                io.Float.Input(
+                    "image_cfg",
+                    default=1.5,
+                    min=0.0,
+                    max=10.0,
+                    step=0.05,
+                    tooltip="Image guidance s_I: raise it to stay closer to the source scene.",
+                ),
+                io.Combo.Input(
+                    "scheduler",
+                    options=list(SCHEDULER_NAMES),
+                    default="default",
+                    tooltip="Sampler; 'default' uses the model folder's own (Euler for RSEdit-UNet).",
+                ),
+                io.Int.Input(
+                    "variations", default=1, min=1, max=64, tooltip="Edits per source image, each from different noise."
+                ),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image"),
+                io.Latent.Output(display_name="latent"),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        rsedit_model: ComfyEditor,
+        conditioning,
+        source,
+        seed: int,
+        steps: int,
+        text_cfg: float,
+        image_cfg: float,
+        scheduler: str = "default",
+        variations: int = 1,
+    ) -> io.NodeOutput:
+        editor = rsedit_model.model
+        if source.latents.shape[1] + editor.vae.config.latent_channels != editor.unet.config.in_channels:
+            raise InputError("The source was encoded by a different model; connect the same RSEdit Loader to both.")
+        settings = EditSettings(steps, text_cfg, image_cfg, seed, scheduler, variations)
+        settings.check()
+        rsedit_model.load("unet", "vae")
+        progress = comfy.utils.ProgressBar(steps)
+
+        def on_step(step: int, total: int, latents) -> None:
+            mm.throw_exception_if_processing_interrupted()
+            progress.update_absolute(step, total, ("JPEG", latents_to_preview(editor, latents), 512))
+
+        result = run_edit(editor, conditioning, source, settings, on_step)
+        latent = {"samples": (result.latents / editor.vae.config.scaling_factor).float().cpu()}
+        return io.NodeOutput(result.images.movedim(1, -1).cpu(), latent, ui=ui.PreviewText("; ".join(result.notes)))
+
+
+NODES = [RSEditLoader, RSEditTextEncode, RSEditSourceConditioning, RSEditSampler]
