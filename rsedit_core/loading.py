@@ -112,7 +112,7 @@ def _download(repo_id: str, subfolder: str | None) -> Path:
             if offline
             else "check the id, your network and, for gated repos, `huggingface-cli login`"
         )
-        raise ModelNotFoundError(f"Could not get '{repo_id}' from the Hugging Face hub: {e}. {hint}.") from e
+        raise ModelNotFoundError(f"Could not get '{repo_id}' from the Hugging Face hub: {str(e).rstrip('.')}. {hint}.") from e
 
 
 def resolve_model_dir(

@@ -132,7 +132,13 @@ def load_longclip_checkpoint(path: str | os.PathLike, which: str = "effective", 
         config["num_attention_heads"] = num_heads
     converted.pop("text_projection.weight", None)
     model = CLIPTextModel(CLIPTextConfig(**config))
-    missing, unexpected = model.load_state_dict(converted, strict=False)
+    # transformers 4 nests the tower under ``text_model.``; transformers 5 does not.
+    if not any(key.startswith("text_model.") for key in model.state_dict()):
+        converted = {key.removeprefix("text_model."): value for key, value in converted.items()}
+    try:
+        missing, unexpected = model.load_state_dict(converted, strict=False)
+    except RuntimeError as e:
+        raise ModelFormatError(f"{path} has inconsistent tensor shapes for a CLIP text tower: {e}") from e
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise ModelFormatError(
