@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
-
 import comfy.model_management as mm
 import comfy.model_patcher
 import folder_paths
+import torch
 
 from ..rsedit_core.loading import EditorModel, find_model_folders
 
@@ -48,7 +47,9 @@ class _Holder(torch.nn.Module):
 
 def _patcher(module: torch.nn.Module):
     offload = mm.unet_offload_device()
-    return comfy.model_patcher.ModelPatcher(_Holder(module, offload), load_device=mm.get_torch_device(), offload_device=offload)
+    return comfy.model_patcher.ModelPatcher(
+        _Holder(module, offload), load_device=mm.get_torch_device(), offload_device=offload
+    )
 
 
 @dataclass

@@ -9,8 +9,7 @@ from .nodes_edit import NODES
 
 
 class RSEditExtension(ComfyExtension):
-    async def on_load(self) -> None:
-        register_model_folder()
-
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # Registered here: ComfyUI 0.3.6x never calls on_load, and the loader's schema lists the folder.
+        register_model_folder()
         return list(NODES)

@@ -38,7 +38,7 @@ class RSEditLoader(io.ComfyNode):
                 io.Combo.Input(
                     "model",
                     options=list_models(),
-                    tooltip="An editor folder under models/rsedit (e.g. RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14).",
+                    tooltip="An editor folder under models/rsedit, e.g. RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14.",
                 ),
                 io.Combo.Input(
                     "dtype",
@@ -55,7 +55,9 @@ class RSEditLoader(io.ComfyNode):
         device = mm.get_torch_device()
         if dtype == "auto":
             dtype = "fp16" if device.type == "cuda" else "fp32"
-        editor = load_editor(model, search_dirs=search_dirs(), dtype=dtype, device=mm.unet_offload_device())
+        editor = load_editor(
+            model, search_dirs=search_dirs(), allow_download=False, dtype=dtype, device=mm.unet_offload_device()
+        )
         return io.NodeOutput(ComfyEditor.wrap(model, editor))
 
 
@@ -146,7 +148,11 @@ class RSEditSampler(io.ComfyNode):
                     tooltip="Noise seed; the same seed and settings give the same edit.",
                 ),
                 io.Int.Input(
-                    "steps", default=50, min=1, max=1000, tooltip="Denoising steps; more is slower and finer (paper: 100)."
+                    "steps",
+                    default=50,
+                    min=1,
+                    max=1000,
+                    tooltip="Denoising steps; more is slower and finer (paper: 100).",
                 ),
                 io.Float.Input(
                     "text_cfg",
@@ -154,7 +160,7 @@ class RSEditSampler(io.ComfyNode):
                     min=0.0,
                     max=30.0,
                     step=0.1,
-                    tooltip="Text guidance s_T: raise it to follow the instruction more strongly; <= 1 turns guidance off.",
+                    tooltip="Text guidance s_T: raise it to follow the instruction more; 1 or less turns it off.",
                 ),
                 io.Float.Input(
                     "image_cfg",

@@ -64,24 +64,48 @@ def _seed(text: str) -> int:
 
 
 def _add_sampling_args(parser: argparse.ArgumentParser, steps: int) -> None:
-    parser.add_argument("--negative-prompt", default="", help="Text to steer away from (default: empty, as in the paper).")
-    parser.add_argument("--steps", type=int, default=steps, help=f"Denoising steps (default {steps}; the paper's figures use 100).")
-    parser.add_argument("--text-cfg", type=float, default=7.5, help="Text guidance s_T: higher follows the instruction more (default 7.5).")
-    parser.add_argument("--image-cfg", type=float, default=1.5, help="Image guidance s_I: higher stays closer to the source (default 1.5).")
+    parser.add_argument(
+        "--negative-prompt", default="", help="Text to steer away from (default: empty, as in the paper)."
+    )
+    parser.add_argument(
+        "--steps", type=int, default=steps, help=f"Denoising steps (default {steps}; the paper's figures use 100)."
+    )
+    parser.add_argument(
+        "--text-cfg",
+        type=float,
+        default=7.5,
+        help="Text guidance s_T: higher follows the instruction more (default 7.5).",
+    )
+    parser.add_argument(
+        "--image-cfg",
+        type=float,
+        default=1.5,
+        help="Image guidance s_I: higher stays closer to the source (default 1.5).",
+    )
     parser.add_argument("--seed", type=_seed, default=42, help="Noise seed, 0..2**64-1 (default 42, the paper's).")
-    parser.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="default", help="Sampler; 'default' uses the model folder's own.")
-    parser.add_argument("--size-policy", choices=SIZE_POLICIES, default="pad", help="How to reach a multiple of 8 px: pad (default, keeps every pixel), resize or crop.")
+    parser.add_argument(
+        "--scheduler",
+        choices=SCHEDULER_NAMES,
+        default="default",
+        help="Sampler; 'default' uses the model folder's own.",
+    )
+    parser.add_argument(
+        "--size-policy",
+        choices=SIZE_POLICIES,
+        default="pad",
+        help="How to reach a multiple of 8 px: pad (default, keeps every pixel), resize or crop.",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
-    parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto", help="Weights dtype (default: fp16 on GPU, fp32 on CPU).")
+    parser.add_argument(
+        "--dtype", choices=["auto", *DTYPES], default="auto", help="Weights dtype (default: fp16 on GPU, fp32 on CPU)."
+    )
     parser.add_argument("--num-images", type=int, default=1, help="Variations per source image (different noise).")
 
 
 def _output_paths(out: Path, sources: int, variations: int) -> list[Path]:
     if sources * variations == 1:
         return [out]
-    return [
-        out.with_name(f"{out.stem}_{s}_{v}{out.suffix}") for s in range(sources) for v in range(variations)
-    ]
+    return [out.with_name(f"{out.stem}_{s}_{v}{out.suffix}") for s in range(sources) for v in range(variations)]
 
 
 def _run(args, model_spec: str, subfolder: str | None, images: list[Path], prompt: str, out: Path, label: str) -> int:
@@ -96,7 +120,7 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
         position_table=getattr(args, "position_table", "effective"),
     )
     loaded = [load_image(path) for path in images]
-    for path, (_, notes) in zip(images, loaded):
+    for path, (_, notes) in zip(images, loaded, strict=False):
         for note in notes:
             print(f"  {path.name}: {note}", file=sys.stderr)
     sources = stack_sources([tensor for tensor, _ in loaded])
@@ -121,7 +145,7 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
     for note in result.notes:
         print(f"  {note}", file=sys.stderr)
     paths = _output_paths(out, sources.shape[0], args.num_images)
-    for image, path in zip(result.images, paths):
+    for image, path in zip(result.images, paths, strict=False):
         save_image(image, path)
         print(f"wrote {path}")
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -161,7 +185,9 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rsedit", description="Text-guided editing of remote-sensing images (RSEdit).")
+    parser = argparse.ArgumentParser(
+        prog="rsedit", description="Text-guided editing of remote-sensing images (RSEdit)."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="Show debug logs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -170,16 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--subfolder", help="Subfolder of the model (e.g. DGTRS-CLIP-ViT-L-14 in the released repo).")
     edit.add_argument("--image", required=True, nargs="+", type=Path, help="Source image(s) of one size.")
     edit.add_argument("--prompt", required=True, help="The edit instruction (up to 248 tokens for DGTRS-CLIP).")
-    edit.add_argument("--out", required=True, type=Path, help="Output PNG; several outputs get _<source>_<variation> suffixes.")
+    edit.add_argument(
+        "--out", required=True, type=Path, help="Output PNG; several outputs get _<source>_<variation> suffixes."
+    )
     edit.add_argument("--text-encoder", help="Swap the text encoder: a Long-CLIP .pt or a CLIPTextModel folder.")
-    edit.add_argument("--position-table", choices=["effective", "plain"], default="effective", help="Long-CLIP .pt only: position table to use (default effective).")
+    edit.add_argument(
+        "--position-table",
+        choices=["effective", "plain"],
+        default="effective",
+        help="Long-CLIP .pt only: position table to use (default effective).",
+    )
     _add_sampling_args(edit, steps=50)
     edit.set_defaults(func=cmd_edit)
 
-    demo = commands.add_parser("demo", help="Edit the shipped sample scene (a smoke run on random weights if none are found).")
-    demo.add_argument("--model", help=f"Editor to use (default: $RSEDIT_MODEL, else {RELEASED_REPO}/{RELEASED_SUBFOLDER}).")
+    demo = commands.add_parser(
+        "demo", help="Edit the shipped sample scene (a smoke run on random weights if none are found)."
+    )
+    demo.add_argument(
+        "--model", help=f"Editor to use (default: $RSEDIT_MODEL, else {RELEASED_REPO}/{RELEASED_SUBFOLDER})."
+    )
     demo.add_argument("--subfolder", help="Subfolder of --model.")
-    demo.add_argument("--smoke", action="store_true", help="Use tiny random weights (checks the install; output is noise).")
+    demo.add_argument(
+        "--smoke", action="store_true", help="Use tiny random weights (checks the install; output is noise)."
+    )
     demo.add_argument("--out", type=Path, default=Path("rsedit_demo.png"), help="Output PNG (default rsedit_demo.png).")
     _add_sampling_args(demo, steps=50)
     demo.set_defaults(func=cmd_demo)
@@ -188,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if args.num_images < 1 or args.steps < 1:
         print("rsedit: error: --steps and --num-images must be >= 1", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .errors import ModelFormatError, ModelNotFoundError
+from .errors import InputError, ModelFormatError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -112,25 +112,29 @@ def _download(repo_id: str, subfolder: str | None) -> Path:
             if offline
             else "check the id, your network and, for gated repos, `huggingface-cli login`"
         )
-        raise ModelNotFoundError(f"Could not get '{repo_id}' from the Hugging Face hub: {str(e).rstrip('.')}. {hint}.") from e
+        raise ModelNotFoundError(
+            f"Could not get '{repo_id}' from the Hugging Face hub: {str(e).rstrip('.')}. {hint}."
+        ) from e
 
 
 def resolve_model_dir(
     spec: str | os.PathLike,
     subfolder: str | None = None,
     search_dirs: Sequence[str | os.PathLike] = (),
+    allow_download: bool = True,
 ) -> Path:
     """Turn a path, a hub id or a ComfyUI ``models/rsedit`` entry into an editor folder.
 
     Accepts the editor folder itself, a path to one of its component folders (``.../unet``), or a
-    release root that holds exactly one editor folder.
+    release root that holds exactly one editor folder. ``allow_download=False`` (ComfyUI nodes)
+    never reaches the hub.
     """
     spec = str(spec)
     looked: list[str] = []
     candidates = [Path(spec).expanduser()] + [Path(d) / spec for d in search_dirs]
     root = next((c for c in candidates if c.exists()), None)
     looked += [str(c) for c in candidates]
-    if root is None and _HUB_ID.match(spec) and not spec.startswith((".", "/")):
+    if root is None and allow_download and _HUB_ID.match(spec) and not spec.startswith((".", "/")):
         root = _download(spec, subfolder)
         looked.append(f"hub:{spec}")
     if root is None:
@@ -144,9 +148,7 @@ def resolve_model_dir(
         if not root.is_dir():
             raise ModelNotFoundError(f"The model has no subfolder '{subfolder}' (looked for {root}).")
     if root.is_file():
-        raise ModelFormatError(
-            f"'{root}' is a single file; RSEdit editors are diffusers folders: {_EDITOR_LAYOUT}."
-        )
+        raise ModelFormatError(f"'{root}' is a single file; RSEdit editors are diffusers folders: {_EDITOR_LAYOUT}.")
     if not is_editor_folder(root) and is_editor_folder(root.parent):
         return root.parent
     if not is_editor_folder(root):
@@ -198,9 +200,7 @@ def describe_backbone(root: Path) -> tuple[str, dict]:
     if (root / "unet" / "config.json").is_file():
         config = read_config(root / "unet" / "config.json")
         if config.get("_class_name") not in (None, "UNet2DConditionModel"):
-            raise ModelFormatError(
-                f"{root / 'unet'} holds a {config.get('_class_name')}, not a UNet2DConditionModel."
-            )
+            raise ModelFormatError(f"{root / 'unet'} holds a {config.get('_class_name')}, not a UNet2DConditionModel.")
         channels = config.get("in_channels")
         if channels == 4:
             raise ModelFormatError(
@@ -235,6 +235,7 @@ def load_editor(
     *,
     subfolder: str | None = None,
     search_dirs: Sequence[str | os.PathLike] = (),
+    allow_download: bool = True,
     dtype: str | torch.dtype = "fp32",
     device: str | torch.device = "cpu",
     text_encoder: str | os.PathLike | None = None,
@@ -249,13 +250,13 @@ def load_editor(
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    if isinstance(dtype, str) and dtype not in DTYPES:
+        raise InputError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
     torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
-    root = resolve_model_dir(spec, subfolder, search_dirs)
+    root = resolve_model_dir(spec, subfolder, search_dirs, allow_download)
     kind, unet_config = describe_backbone(root)
     if kind != "unet":
-        raise ModelFormatError(
-            f"{root} is a DiT (PixArt) editor; this version of RSEdit loads U-Net editors only."
-        )
+        raise ModelFormatError(f"{root} is a DiT (PixArt) editor; this version of RSEdit loads U-Net editors only.")
     for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
         if not (root / part).is_dir():
             raise ModelFormatError(f"{root} has no {part}/ folder. Expected {_EDITOR_LAYOUT}.")

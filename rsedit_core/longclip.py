@@ -85,7 +85,7 @@ def convert_state_dict(
         base = f"{prefix}encoder.layers.{index}."
         if rest in ("attn.in_proj_weight", "attn.in_proj_bias"):
             kind = "weight" if rest.endswith("weight") else "bias"
-            for name, chunk in zip(("q", "k", "v"), value.chunk(3, dim=0)):
+            for name, chunk in zip(("q", "k", "v"), value.chunk(3, dim=0), strict=False):
                 out[f"{base}self_attn.{name}_proj.{kind}"] = chunk
         elif rest in _BLOCK_MAP:
             out[base + _BLOCK_MAP[rest]] = value

@@ -53,7 +53,7 @@ def _learn_merges(words: list[str], num_merges: int) -> list[tuple[str, str]]:
     for _ in range(num_merges):
         pairs: Counter = Counter()
         for symbols, count in vocab.items():
-            for pair in zip(symbols, symbols[1:]):
+            for pair in zip(symbols, symbols[1:], strict=False):
                 pairs[pair] += count
         if not pairs:
             break

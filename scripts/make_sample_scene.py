@@ -24,9 +24,7 @@ ROOFS: list[RGB] = [(176, 84, 60), (158, 72, 52), (190, 102, 70), (184, 92, 66),
                     (206, 200, 188)]  # fmt: skip
 
 
-def fbm(
-    rng: np.random.Generator, n: int, octaves: int = 5, base: int = 4
-) -> np.ndarray:
+def fbm(rng: np.random.Generator, n: int, octaves: int = 5, base: int = 4) -> np.ndarray:
     """Fractal value noise in [0, 1] from bicubically upsampled random grids."""
     out, amp, total = np.zeros((n, n), np.float32), 1.0, 0.0
     for o in range(octaves):

@@ -19,8 +19,23 @@ def scene_file(tmp_path):
 
 def test_edit_writes_png(tiny_editor_dir, scene_file, tmp_path, capsys):
     out = tmp_path / "post.png"
-    code = main(["edit", "--model", str(tiny_editor_dir), "--image", str(scene_file), "--prompt", "flood the area",
-                 "--out", str(out), "--steps", "2", "--device", "cpu"])
+    code = main(
+        [
+            "edit",
+            "--model",
+            str(tiny_editor_dir),
+            "--image",
+            str(scene_file),
+            "--prompt",
+            "flood the area",
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     with Image.open(out) as image:
         assert image.size == (80, 72) and image.mode == "RGB"
@@ -29,14 +44,41 @@ def test_edit_writes_png(tiny_editor_dir, scene_file, tmp_path, capsys):
 
 def test_edit_variations_named_per_source(tiny_editor_dir, scene_file, tmp_path):
     out = tmp_path / "post.png"
-    main(["edit", "--model", str(tiny_editor_dir), "--image", str(scene_file), str(scene_file), "--prompt", "x",
-          "--out", str(out), "--steps", "1", "--num-images", "2"])
+    main(
+        [
+            "edit",
+            "--model",
+            str(tiny_editor_dir),
+            "--image",
+            str(scene_file),
+            str(scene_file),
+            "--prompt",
+            "x",
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "--num-images",
+            "2",
+        ]
+    )
     assert sorted(p.name for p in tmp_path.glob("post_*.png")) == [f"post_{s}_{v}.png" for s in (0, 1) for v in (0, 1)]
 
 
 def test_missing_model_is_an_error_not_a_traceback(scene_file, tmp_path, capsys):
-    code = main(["edit", "--model", str(tmp_path / "none"), "--image", str(scene_file), "--prompt", "x",
-                 "--out", str(tmp_path / "o.png")])
+    code = main(
+        [
+            "edit",
+            "--model",
+            str(tmp_path / "none"),
+            "--image",
+            str(scene_file),
+            "--prompt",
+            "x",
+            "--out",
+            str(tmp_path / "o.png"),
+        ]
+    )
     assert code == 1
     assert "rsedit: error: No RSEdit model at" in capsys.readouterr().err
 

@@ -58,7 +58,10 @@ def test_hub_id_uses_snapshot_download(monkeypatch, release):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     path = resolve_model_dir("BiliSakura/RSEdit-UNet-text-ablation", subfolder="DGTRS-CLIP-ViT-L-14")
     assert path == release / "DGTRS-CLIP-ViT-L-14"
-    assert calls == {"repo_id": "BiliSakura/RSEdit-UNet-text-ablation", "allow_patterns": ["DGTRS-CLIP-ViT-L-14/*", "*.json"]}
+    assert calls == {
+        "repo_id": "BiliSakura/RSEdit-UNet-text-ablation",
+        "allow_patterns": ["DGTRS-CLIP-ViT-L-14/*", "*.json"],
+    }
 
 
 def test_hub_offline_error_says_how_to_fix(monkeypatch):

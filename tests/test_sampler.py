@@ -130,7 +130,9 @@ def test_pad_policy_returns_original_size_and_batches_group_by_source(tiny_edito
 
 
 def test_seed_reproducible_and_seed_sensitive(tiny_editor, scene):
-    run = lambda seed: edit_images(tiny_editor, scene.movedim(-1, 1), PROMPT, settings=EditSettings(steps=2, seed=seed))
+    def run(seed):
+        return edit_images(tiny_editor, scene.movedim(-1, 1), PROMPT, settings=EditSettings(steps=2, seed=seed))
+
     assert torch.equal(run(5).images, run(5).images)
     assert not torch.allclose(run(5).images, run(6).images)
     # The largest seed ComfyUI offers is accepted.

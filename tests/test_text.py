@@ -63,7 +63,10 @@ WIDTH, LAYERS, POSITIONS, VOCAB = 32, 2, 248, 727
 
 def _openai_state(seed: int = 0, width: int = WIDTH) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    r = lambda *shape: torch.randn(*shape, generator=g) * 0.05
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g) * 0.05
+
     state = {
         "token_embedding.weight": r(VOCAB, width),
         "positional_embedding": r(POSITIONS, width),

@@ -1,0 +1,143 @@
+"""Integration tests against a real ComfyUI server (skipped unless COMFYUI_DIR is set).
+
+COMFYUI_DIR is a ComfyUI checkout; COMFYUI_PYTHON the interpreter that has its requirements
+(default: this one). The server runs on CPU, on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from comfyui_server import ComfyUIClient, ComfyUIValidationError, start_comfyui
+
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout"),
+]
+
+
+@pytest.fixture(scope="module")
+def empty_comfyui(tmp_path_factory) -> ComfyUIClient:
+    """A server with an empty extra custom-node folder (only ComfyUI's own nodes)."""
+    custom_nodes = tmp_path_factory.mktemp("custom_nodes")
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    with start_comfyui(os.environ["COMFYUI_DIR"], python, custom_nodes, {}) as client:
+        yield client
+
+
+def test_core_nodes_listed_and_bad_graph_rejected(empty_comfyui):
+    info = empty_comfyui.object_info()
+    assert "LoadImage" in info
+    assert info["EmptyImage"]["input"]["required"]["width"][1]["min"] == 1
+
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 0, "height": 8, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+    with pytest.raises(ComfyUIValidationError) as caught:
+        empty_comfyui.queue(graph)
+    assert caught.value.status == 400
+    assert caught.value.error["type"] == "prompt_outputs_failed_validation"
+    [error] = caught.value.node_errors["1"]["errors"]
+    assert (error["type"], error["details"]) == ("value_smaller_than_min", "width")
+    assert caught.value.node_errors["1"]["dependent_outputs"] == ["2"]
+
+    with pytest.raises(ComfyUIValidationError) as unknown:
+        empty_comfyui.queue({"1": {"class_type": "NoSuchNode", "inputs": {}}})
+    assert unknown.value.error["type"] == "invalid_prompt"
+    assert unknown.value.node_errors == {}
+
+
+def test_valid_graph_runs_to_history(empty_comfyui):
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 2, "color": 255}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+    entry = empty_comfyui.run(graph, timeout=120)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert ComfyUIClient.messages(entry, "execution_error") == []
+    images = entry["outputs"]["2"]["images"]
+    assert len(images) == 2 and all(image["type"] == "temp" for image in images)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = "RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14"
+
+
+@pytest.fixture(scope="module")
+def rsedit_comfyui(tmp_path_factory, tiny_editor_dir) -> ComfyUIClient:
+    """A server with this pack in a custom-node folder and the tiny editor in an rsedit folder."""
+    import shutil
+
+    custom_nodes = tmp_path_factory.mktemp("custom_nodes")
+    os.symlink(ROOT, custom_nodes / "rsedit")
+    models = tmp_path_factory.mktemp("rsedit_models")
+    shutil.copytree(tiny_editor_dir, models / MODEL)
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    with start_comfyui(os.environ["COMFYUI_DIR"], python, custom_nodes, {"rsedit": models}) as client:
+        yield client
+
+
+def unet_graph(model: str = MODEL, steps: int = 3) -> dict:
+    """EmptyImage (native) -> our four nodes -> PreviewImage, and LATENT -> LatentUpscaleBy -> SaveLatent."""
+    return {
+        "1": {"class_type": "RSEditLoader", "inputs": {"model": model, "dtype": "auto"}},
+        "2": {
+            "class_type": "RSEditTextEncode",
+            "inputs": {"rsedit_model": ["1", 0], "instruction": "flood the coastal area", "negative": ""},
+        },
+        "3": {"class_type": "EmptyImage", "inputs": {"width": 96, "height": 72, "batch_size": 1, "color": 0x336699}},
+        "4": {
+            "class_type": "RSEditSourceConditioning",
+            "inputs": {"rsedit_model": ["1", 0], "image": ["3", 0], "size_policy": "pad"},
+        },
+        "5": {
+            "class_type": "RSEditSampler",
+            "inputs": {
+                "rsedit_model": ["1", 0],
+                "conditioning": ["2", 0],
+                "source": ["4", 0],
+                "seed": 42,
+                "steps": steps,
+                "text_cfg": 7.5,
+                "image_cfg": 1.5,
+                "scheduler": "default",
+                "variations": 2,
+            },
+        },
+        "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}},
+        "7": {
+            "class_type": "LatentUpscaleBy",
+            "inputs": {"samples": ["5", 1], "upscale_method": "nearest-exact", "scale_by": 2.0},
+        },
+        "8": {"class_type": "SaveLatent", "inputs": {"samples": ["7", 0], "filename_prefix": "rsedit/test"}},
+    }
+
+
+def test_rsedit_nodes_listed_with_tooltips(rsedit_comfyui):
+    info = rsedit_comfyui.object_info()
+    for node in ("RSEditLoader", "RSEditTextEncode", "RSEditSourceConditioning", "RSEditSampler"):
+        assert info[node]["category"].startswith("RSEdit/")
+    assert info["RSEditLoader"]["input"]["required"]["model"][1]["options"] == [MODEL]
+    assert "tooltip" in info["RSEditSampler"]["input"]["required"]["text_cfg"][1]
+
+
+def test_unet_graph_runs_through_prompt(rsedit_comfyui):
+    graph = unet_graph()
+    entry = rsedit_comfyui.run(graph, timeout=300)
+    assert entry["status"]["status_str"] == "success", rsedit_comfyui.log()[-3000:]
+    assert len(entry["outputs"]["6"]["images"]) == 2
+    assert len(entry["outputs"]["8"]["latents"]) == 1
+    assert "tokens" in entry["outputs"]["2"]["text"][0]
+
+
+def test_missing_model_is_an_execution_error_and_server_stays_up(rsedit_comfyui):
+    entry = rsedit_comfyui.run(unet_graph(model="nowhere/missing"), timeout=120)
+    assert entry["status"]["status_str"] == "error"
+    [error] = ComfyUIClient.messages(entry, "execution_error")
+    assert "No RSEdit model at 'nowhere/missing'" in error["exception_message"]
+    assert "models/rsedit" in error["exception_message"]
+    again = rsedit_comfyui.run(unet_graph(steps=2), timeout=300)
+    assert again["status"]["status_str"] == "success"

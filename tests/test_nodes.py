@@ -1,0 +1,179 @@
+"""The V3 node layer against the ComfyUI test double, on a tiny editor in models/rsedit."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from comfy_double import install_comfy_double, reset_comfy_double
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "flood the coastal area, keep the roads"
+
+
+def import_pack(name: str = "rsedit_pack"):
+    """Import the repository as ComfyUI does: a package named after its folder, from __init__.py."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pack():
+    install_comfy_double()
+    return import_pack()
+
+
+@pytest.fixture
+def comfy(pack, tmp_path, tiny_editor_dir):
+    """A fresh double with models_dir in tmp and the tiny editor under models/rsedit/."""
+    import folder_paths
+
+    reset_comfy_double()
+    folder_paths.models_dir = str(tmp_path / "models")
+    shutil.copytree(tiny_editor_dir, tmp_path / "models" / "rsedit" / "RSEdit-UNet-tiny" / "DGTRS-CLIP-ViT-L-14")
+    extension = asyncio.run(pack.comfy_entrypoint())
+    nodes = {cls.define_schema().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+    return nodes
+
+
+def graph(steps: int = 3, seed: int = 42, model: str = "RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14") -> dict:
+    return {
+        "1": {"class_type": "RSEditLoader", "inputs": {"model": model, "dtype": "auto"}},
+        "2": {
+            "class_type": "RSEditTextEncode",
+            "inputs": {"rsedit_model": ["1", 0], "instruction": PROMPT, "negative": ""},
+        },
+        "3": {"class_type": "ImageInput", "inputs": {}},
+        "4": {
+            "class_type": "RSEditSourceConditioning",
+            "inputs": {"rsedit_model": ["1", 0], "image": ["3", 0], "size_policy": "pad"},
+        },
+        "5": {
+            "class_type": "RSEditSampler",
+            "inputs": {
+                "rsedit_model": ["1", 0],
+                "conditioning": ["2", 0],
+                "source": ["4", 0],
+                "seed": seed,
+                "steps": steps,
+                "text_cfg": 7.5,
+                "image_cfg": 1.5,
+                "scheduler": "default",
+                "variations": 1,
+            },
+        },
+    }
+
+
+def _image_node(image):
+    from comfy_api.latest import io
+
+    class ImageInput(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="ImageInput", inputs=[], outputs=[io.Image.Output()])
+
+        @classmethod
+        def execute(cls):
+            return io.NodeOutput(image)
+
+    return ImageInput
+
+
+def run(comfy, scene, **kwargs):
+    from comfy_double.runner import run_api_graph
+
+    return run_api_graph(graph(**kwargs), [*comfy.values(), _image_node(scene)], targets=["5"])
+
+
+def test_package_exposes_v3_entrypoint_only(pack):
+    assert asyncio.iscoroutinefunction(pack.comfy_entrypoint)
+    assert not hasattr(pack, "NODE_CLASS_MAPPINGS")
+
+
+def test_schemas_ids_categories_tooltips(comfy):
+    assert set(comfy) == {"RSEditLoader", "RSEditTextEncode", "RSEditSourceConditioning", "RSEditSampler"}
+    for node_id, cls in comfy.items():
+        schema = cls.define_schema()
+        assert schema.category.startswith("RSEdit/") and schema.description
+        for spec in schema.inputs:
+            assert spec.tooltip, f"{node_id}.{spec.id} has no tooltip"
+    sampler = {spec.id: spec for spec in comfy["RSEditSampler"].define_schema().inputs}
+    assert (sampler["text_cfg"].default, sampler["image_cfg"].default, sampler["scheduler"].default) == (
+        7.5,
+        1.5,
+        "default",
+    )
+    assert sampler["seed"].max == 2**64 - 1
+    loader = {spec.id: spec for spec in comfy["RSEditLoader"].define_schema().inputs}
+    assert loader["model"].options == ["RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14"]
+
+
+def test_graph_matches_core_and_outputs_native_types(comfy, scene, tiny_editor):
+    from rsedit_core.sampler import EditSettings, edit_images
+
+    result = run(comfy, scene)
+    image, latent = result.value("5", 0), result.value("5", 1)
+    expected = edit_images(tiny_editor, scene.movedim(-1, 1), PROMPT, settings=EditSettings(steps=3, seed=42))
+    assert image.shape == (1, 64, 96, 3)
+    assert (image - expected.images.movedim(1, -1)).abs().max().item() < 1e-5
+    # LATENT is unscaled, as native VAE Decode expects.
+    scaled = expected.latents / tiny_editor.vae.config.scaling_factor
+    assert torch.allclose(latent["samples"], scaled, atol=1e-5)
+    assert "3/246 tokens" not in str(result.ui["2"]) and "tokens" in str(result.ui["2"])
+
+
+def test_progress_ticks_each_step_with_preview(comfy, scene):
+    from comfy_double.runner import progress_events
+
+    run(comfy, scene, steps=4)
+    sampler_events = [e for e in progress_events if e.node_id == "5"]
+    assert [(e.value, e.total) for e in sampler_events] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    kind, preview, _ = sampler_events[-1].preview
+    assert kind == "JPEG" and preview.size == (96, 64)
+
+
+def test_models_are_handed_to_comfy_memory_management(comfy, scene):
+    import comfy.model_management as mm
+
+    run(comfy, scene)
+    loaded = [[type(p.model.inner).__name__ for p in call] for call in mm.load_calls]
+    assert ["CLIPTextModel"] in loaded and ["AutoencoderKL"] in loaded
+    assert ["UNet2DConditionModel", "AutoencoderKL"] in loaded
+
+
+def test_cancel_midway_then_next_run_works(comfy, scene):
+    import comfy.model_management as mm
+    from comfy_double.runner import interrupt_after, progress_events
+
+    with interrupt_after(2), pytest.raises(mm.InterruptProcessingException):
+        run(comfy, scene, steps=5)
+    assert [e.value for e in progress_events if e.node_id == "5"] == [1, 2]
+    assert run(comfy, scene, steps=2).value("5", 0).shape == (1, 64, 96, 3)
+
+
+def test_validation_rejects_bad_numbers(comfy, scene):
+    from comfy_double.runner import PromptValidationError
+
+    with pytest.raises(PromptValidationError) as info:
+        run(comfy, scene, steps=0)
+    assert "5" in info.value.as_response()["node_errors"]
+
+
+def test_missing_model_is_an_execution_error_with_fix(comfy, scene):
+    from comfy_double.runner import NodeExecutionError
+
+    with pytest.raises(NodeExecutionError) as info:
+        run(comfy, scene, model="gone/missing")
+    assert "No RSEdit model at 'gone/missing'" in info.value.message["exception_message"]
+    assert run(comfy, scene, steps=1).value("5", 0).shape == (1, 64, 96, 3)
