@@ -110,7 +110,7 @@ def _download(repo_id: str, subfolder: str | None) -> Path:
             "HF_HUB_OFFLINE is set and the model is not in the local cache; unset it or download "
             "the model once with network access"
             if offline
-            else "check the id, your network and, for gated repos, `huggingface-cli login`"
+            else "check the id, your network and, for gated repos, `hf auth login`"
         )
         raise ModelNotFoundError(
             f"Could not get '{repo_id}' from the Hugging Face hub: {str(e).rstrip('.')}. {hint}."
