@@ -130,7 +130,8 @@ def test_graph_matches_core_and_outputs_native_types(comfy, scene, tiny_editor):
     # LATENT is unscaled, as native VAE Decode expects.
     scaled = expected.latents / tiny_editor.vae.config.scaling_factor
     assert torch.allclose(latent["samples"], scaled, atol=1e-5)
-    assert "3/246 tokens" not in str(result.ui["2"]) and "tokens" in str(result.ui["2"])
+    tokens = len(tiny_editor.tokenizer(PROMPT, add_special_tokens=False).input_ids)
+    assert result.ui["2"] == {"text": [f"instruction: {tokens}/246 tokens"]}
 
 
 def test_progress_ticks_each_step_with_preview(comfy, scene):
@@ -177,3 +178,28 @@ def test_missing_model_is_an_execution_error_with_fix(comfy, scene):
         run(comfy, scene, model="gone/missing")
     assert "No RSEdit model at 'gone/missing'" in info.value.message["exception_message"]
     assert run(comfy, scene, steps=1).value("5", 0).shape == (1, 64, 96, 3)
+
+
+def test_rgba_source_of_odd_size_is_padded_and_reported(comfy):
+    from comfy_double.runner import run_node
+
+    rgba = torch.rand(1, 70, 90, 4, generator=torch.Generator().manual_seed(0))
+    model = run_node(comfy["RSEditLoader"], model="RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14", dtype="fp32")[0]
+    output = run_node(comfy["RSEditSourceConditioning"], rsedit_model=model, image=rgba, size_policy="pad")
+    source = output[0]
+    assert source.latents.shape == (1, 4, 9, 12) and source.geometry.original == (70, 90)
+    text = output.ui.as_dict()["text"][0]
+    assert "alpha channel flattened onto black" in text and "90x70 -> 96x72 (pad" in text
+
+
+def test_unknown_combo_values_get_actionable_errors(pack, comfy, scene):
+    """ComfyUI does not check V3 combo values, so the nodes must."""
+    from comfy_double.runner import NodeExecutionError, run_api_graph, run_node
+
+    with pytest.raises(pack.rsedit_core.errors.InputError, match="Unknown dtype 'fp8'; choose one of fp32, fp16, bf16"):
+        run_node(comfy["RSEditLoader"], model="RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14", dtype="fp8")
+    bad = graph()
+    bad["5"]["inputs"]["scheduler"] = "karras"
+    with pytest.raises(NodeExecutionError) as info:
+        run_api_graph(bad, [*comfy.values(), _image_node(scene)], targets=["5"])
+    assert "Unknown scheduler 'karras'" in info.value.message["exception_message"]
