@@ -1,7 +1,7 @@
 """RSEdit models inside ComfyUI: the ``models/rsedit`` folder and ComfyUI-managed offloading.
 
-Each component (U-Net, VAE, text encoder) is wrapped in its own ``ModelPatcher`` so ComfyUI's
-memory manager moves it to the GPU when a node needs it and offloads it when others do.
+Each component (U-Net or DiT, VAE, text encoder) is wrapped in its own ``ModelPatcher`` so
+ComfyUI's memory manager moves it to the GPU when a node needs it and offloads it when others do.
 """
 
 from __future__ import annotations
@@ -58,17 +58,28 @@ class ComfyEditor:
 
     name: str
     model: EditorModel
-    unet: object
+    denoiser: object
     vae: object
     text_encoder: object
 
     @classmethod
     def wrap(cls, name: str, model: EditorModel) -> ComfyEditor:
-        return cls(name, model, _patcher(model.unet), _patcher(model.vae), _patcher(model.text_encoder))
+        return cls(name, model, _patcher(model.denoiser), _patcher(model.vae), _patcher(model.text_encoder))
 
     def load(self, *parts: str) -> None:
-        """Bring the named components (``unet``, ``vae``, ``text_encoder``) onto the compute device.
+        """Bring the named components (``denoiser``, ``vae``, ``text_encoder``) onto the compute device.
 
         Full loads: these are plain torch modules, without ComfyUI's low-VRAM weight casting.
         """
         mm.load_models_gpu([getattr(self, part) for part in parts], force_full_load=True)
+
+    def offload(self, part: str) -> None:
+        """Move one component back to the offload device now, as ComfyUI's ``free_memory`` would
+        when it needs the room (used for the T5-XXL encoder once prompts are encoded)."""
+        patcher = getattr(self, part)
+        for index, loaded in enumerate(mm.current_loaded_models):
+            if loaded.model is patcher:
+                if loaded.model_unload():
+                    mm.current_loaded_models.pop(index)
+                mm.soft_empty_cache()
+                return

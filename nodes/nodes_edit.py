@@ -1,5 +1,8 @@
 """RSEdit editing nodes (V3): loader, text encode, source conditioning, dual-CFG sampler.
 
+The nodes serve both backbones: a U-Net editor (channel concatenation, DGTRS-CLIP text) and a
+PixArt DiT editor (token concatenation, T5 text); each node adapts to the model it is given.
+
 Each ``execute`` unpacks inputs, calls one ``rsedit_core`` function and wraps the result; IMAGE
 tensors are converted once here, ``[B, H, W, C]`` <-> the core's ``[B, C, H, W]``.
 """
@@ -10,7 +13,7 @@ import comfy.model_management as mm
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..rsedit_core.errors import InputError
+from ..rsedit_core.backbones import backbone_for
 from ..rsedit_core.images import SIZE_POLICIES, SIZE_POLICY_HELP
 from ..rsedit_core.loading import load_editor
 from ..rsedit_core.preview import latents_to_preview
@@ -33,7 +36,7 @@ class RSEditLoader(io.ComfyNode):
             node_id="RSEditLoader",
             display_name="RSEdit Loader",
             category=f"{CATEGORY}/loaders",
-            description="Loads an RSEdit editor folder (diffusers layout) from models/rsedit.",
+            description="Loads an RSEdit editor folder (diffusers layout, U-Net or PixArt DiT) from models/rsedit.",
             inputs=[
                 io.Combo.Input(
                     "model",
@@ -46,19 +49,32 @@ class RSEditLoader(io.ComfyNode):
                     default="auto",
                     tooltip="Weight precision; auto is fp16 on a GPU and fp32 on the CPU. fp16/bf16 halve memory.",
                 ),
+                io.Combo.Input(
+                    "text_encoder_dtype",
+                    options=["same", *DTYPE_OPTIONS[1:]],
+                    default="same",
+                    optional=True,
+                    tooltip="Precision of the text encoder alone; bf16 halves the DiT's 4.7B-parameter T5-XXL.",
+                ),
             ],
             outputs=[RSEditModel.Output(display_name="rsedit_model")],
         )
 
     @classmethod
-    def execute(cls, model: str, dtype: str) -> io.NodeOutput:
+    def execute(cls, model: str, dtype: str, text_encoder_dtype: str = "same") -> io.NodeOutput:
         device = mm.get_torch_device()
         if dtype == "auto":
             dtype = "fp16" if device.type == "cuda" else "fp32"
         editor = load_editor(
-            model, search_dirs=search_dirs(), allow_download=False, dtype=dtype, device=mm.unet_offload_device()
+            model,
+            search_dirs=search_dirs(),
+            allow_download=False,
+            dtype=dtype,
+            text_encoder_dtype=None if text_encoder_dtype == "same" else text_encoder_dtype,
+            device=mm.unet_offload_device(),
         )
-        return io.NodeOutput(ComfyEditor.wrap(model, editor))
+        backbone = "U-Net, channel concatenation" if editor.kind == "unet" else "PixArt DiT, token concatenation"
+        return io.NodeOutput(ComfyEditor.wrap(model, editor), ui=ui.PreviewText(f"{model}: {backbone}"))
 
 
 class RSEditTextEncode(io.ComfyNode):
@@ -68,15 +84,15 @@ class RSEditTextEncode(io.ComfyNode):
             node_id="RSEditTextEncode",
             display_name="RSEdit DGTRS-CLIP Text Encode",
             category=f"{CATEGORY}/conditioning",
-            description="Encodes an edit instruction with the editor's text encoder (DGTRS-CLIP: 248 tokens) "
-            "and reports how many tokens were used or cut.",
+            description="Encodes an edit instruction with the editor's text encoder (U-Net: DGTRS-CLIP, 248 "
+            "tokens; DiT: T5, 120 tokens with its mask) and reports how many tokens were used or cut.",
             inputs=[
                 RSEditModel.Input("rsedit_model", tooltip="The editor from RSEdit Loader."),
                 io.String.Input(
                     "instruction",
                     multiline=True,
                     tooltip="What should change and what should stay; long, specific instructions work best "
-                    "(up to 246 tokens with DGTRS-CLIP; more is cut and reported).",
+                    "(up to 246 tokens with DGTRS-CLIP, 119 with T5; more is cut and reported).",
                 ),
                 io.String.Input(
                     "negative",
@@ -92,6 +108,8 @@ class RSEditTextEncode(io.ComfyNode):
     def execute(cls, rsedit_model: ComfyEditor, instruction: str, negative: str = "") -> io.NodeOutput:
         rsedit_model.load("text_encoder")
         text = encode_text(rsedit_model.model, instruction, negative)
+        # Encodings are cached on the model; the encoder (T5-XXL for the DiT) is not needed again.
+        rsedit_model.offload("text_encoder")
         return io.NodeOutput(text, ui=ui.PreviewText(f"instruction: {text.report.summary()}"))
 
 
@@ -103,8 +121,9 @@ class RSEditSourceConditioning(io.ComfyNode):
             node_id="RSEditSourceConditioning",
             display_name="RSEdit Source Conditioning",
             category=f"{CATEGORY}/conditioning",
-            description="Encodes the source (pre-change) image to the latent the editor is conditioned on "
-            "(channel concatenation for U-Net editors).",
+            description="Encodes the source (pre-change) image to the latent the editor is conditioned on: "
+            "channel concatenation for U-Net editors, token concatenation (source left of the target) for DiT "
+            "editors, chosen from the model.",
             inputs=[
                 RSEditModel.Input("rsedit_model", tooltip="The editor from RSEdit Loader."),
                 io.Image.Input("image", tooltip="The source scene; a batch edits several scenes of one size."),
@@ -112,7 +131,7 @@ class RSEditSourceConditioning(io.ComfyNode):
                     "size_policy",
                     options=list(SIZE_POLICIES),
                     default="pad",
-                    tooltip=f"How sides that are not a multiple of 8 px are handled. {policies}.",
+                    tooltip=f"How sides that are not a multiple of 8 px (16 for DiT editors) are handled. {policies}.",
                 ),
             ],
             outputs=[RSEditSource.Output(display_name="source")],
@@ -122,7 +141,8 @@ class RSEditSourceConditioning(io.ComfyNode):
     def execute(cls, rsedit_model: ComfyEditor, image, size_policy: str = "pad") -> io.NodeOutput:
         rsedit_model.load("vae")
         source = encode_source(rsedit_model.model, image.movedim(-1, 1), size_policy)
-        text = "; ".join(source.notes) or f"{image.shape[2]}x{image.shape[1]} used as is"
+        mode = backbone_for(rsedit_model.model).mode
+        text = "; ".join([mode, *source.notes]) if source.notes else f"{mode}; {image.shape[2]}x{image.shape[1]} as is"
         return io.NodeOutput(source, ui=ui.PreviewText(text))
 
 
@@ -160,7 +180,8 @@ class RSEditSampler(io.ComfyNode):
                     min=0.0,
                     max=30.0,
                     step=0.1,
-                    tooltip="Text guidance s_T: raise it to follow the instruction more; 1 or less turns it off.",
+                    tooltip="Text guidance s_T (paper: 7.5 U-Net, 4.5 DiT): raise it to follow the instruction "
+                    "more; 1 or less turns guidance off.",
                 ),
                 io.Float.Input(
                     "image_cfg",
@@ -174,7 +195,8 @@ class RSEditSampler(io.ComfyNode):
                     "scheduler",
                     options=list(SCHEDULER_NAMES),
                     default="default",
-                    tooltip="Sampler; 'default' uses the model folder's own (Euler for RSEdit-UNet).",
+                    tooltip="Sampler; 'default' uses the model folder's own (Euler for RSEdit-UNet, DPM-Solver "
+                    "multistep for RSEdit-DiT).",
                 ),
                 io.Int.Input(
                     "variations", default=1, min=1, max=64, tooltip="Edits per source image, each from different noise."
@@ -200,11 +222,9 @@ class RSEditSampler(io.ComfyNode):
         variations: int = 1,
     ) -> io.NodeOutput:
         editor = rsedit_model.model
-        if source.latents.shape[1] + editor.vae.config.latent_channels != editor.unet.config.in_channels:
-            raise InputError("The source was encoded by a different model; connect the same RSEdit Loader to both.")
         settings = EditSettings(steps, text_cfg, image_cfg, seed, scheduler, variations)
         settings.check()
-        rsedit_model.load("unet", "vae")
+        rsedit_model.load("denoiser", "vae")
         progress = comfy.utils.ProgressBar(steps)
 
         def on_step(step: int, total: int, latents) -> None:

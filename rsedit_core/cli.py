@@ -99,6 +99,12 @@ def _add_sampling_args(parser: argparse.ArgumentParser, steps: int) -> None:
     parser.add_argument(
         "--dtype", choices=["auto", *DTYPES], default="auto", help="Weights dtype (default: fp16 on GPU, fp32 on CPU)."
     )
+    parser.add_argument(
+        "--text-encoder-dtype",
+        choices=["same", *DTYPES],
+        default="same",
+        help="Text encoder dtype (default: as --dtype); bf16 halves the DiT's T5-XXL.",
+    )
     parser.add_argument("--num-images", type=int, default=1, help="Variations per source image (different noise).")
 
 
@@ -115,6 +121,7 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
         model_spec,
         subfolder=subfolder,
         dtype=_dtype(args.dtype, device),
+        text_encoder_dtype=None if args.text_encoder_dtype == "same" else args.text_encoder_dtype,
         device=device,
         text_encoder=getattr(args, "text_encoder", None),
         position_table=getattr(args, "position_table", "effective"),
@@ -132,7 +139,8 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
         scheduler=args.scheduler,
         num_variations=args.num_images,
     )
-    print(f"{label}: {model.root} on {device} ({model.dtype})", file=sys.stderr)
+    backbone = "U-Net" if model.kind == "unet" else "PixArt DiT"
+    print(f"{label}: {backbone} editor {model.root} on {device} ({model.dtype})", file=sys.stderr)
     result = edit_images(
         model,
         sources,

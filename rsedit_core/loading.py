@@ -7,6 +7,7 @@ diffusers/transformers with ``weights_only=True``. Code shipped with weights is 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -18,15 +19,15 @@ from typing import Any
 
 import torch
 
-from .errors import InputError, ModelFormatError, ModelNotFoundError
+from .errors import InputError, MissingDependencyError, ModelFormatError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _EDITOR_LAYOUT = (
-    "an RSEdit / InstructPix2Pix diffusers folder: model_index.json, unet/ (8 input channels), "
-    "vae/, text_encoder/, tokenizer/, scheduler/"
+    "an RSEdit diffusers folder: model_index.json, unet/ (8 input channels) or transformer/ "
+    "(PixArt), vae/, text_encoder/, tokenizer/, scheduler/"
 )
 _WEIGHT_NAMES = (
     "diffusion_pytorch_model.safetensors",
@@ -38,14 +39,16 @@ _WEIGHT_NAMES = (
 
 @dataclass
 class EditorModel:
-    """A loaded RSEdit editor (U-Net backbone, channel concatenation).
+    """A loaded RSEdit editor.
 
-    ``text_max_length`` is the number of text positions (248 for DGTRS-CLIP, 77 for CLIP).
+    ``kind`` is ``"unet"`` (channel concatenation, CLIP text) or ``"dit"`` (PixArt, token
+    concatenation, T5 text); ``denoiser`` is the U-Net or the transformer. ``text_max_length`` is
+    the number of text positions (248 for DGTRS-CLIP, 77 for CLIP, 120 for PixArt's T5).
     ``scheduler_config`` is the folder's own scheduler, used when no other is chosen.
     """
 
     kind: str
-    unet: Any
+    denoiser: Any
     vae: Any
     text_encoder: Any
     tokenizer: Any
@@ -58,7 +61,7 @@ class EditorModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        return next(self.denoiser.parameters()).device
 
     @property
     def vae_scale_factor(self) -> int:
@@ -195,6 +198,31 @@ def check_weights(component_dir: Path) -> Path:
     return path
 
 
+def _pixart_refusal(root: Path, config: dict) -> str | None:
+    """Why a transformer folder is not an RSEdit-DiT backbone, or None if it is one."""
+    name = config.get("_class_name")
+    if name != "PixArtTransformer2DModel":
+        return (
+            f"{root / 'transformer'} holds a {name}; RSEdit's DiT editor is a PixArtTransformer2DModel "
+            "(PixArt-alpha XL-2 512) conditioned by token concatenation."
+        )
+    index = read_config(root / "model_index.json") if (root / "model_index.json").is_file() else {}
+    if "Sigma" in str(index.get("_class_name", "")):
+        return (
+            f"{root} is a PixArt-Sigma model. RSEdit-DiT is built on PixArt-alpha (SD VAE, 120-token T5); "
+            "Sigma uses another VAE and 300 tokens and was never trained to edit, so it is refused."
+        )
+    if config.get("use_additional_conditions") or config.get("sample_size") == 128:
+        return (
+            f"{root} is a 1024-px PixArt (sample_size {config.get('sample_size')}, resolution and aspect-ratio "
+            "conditioning). RSEdit-DiT is built on the 512-px PixArt-alpha (sample_size 64), and those size "
+            "conditions are undefined for the 2:1 source+target canvas, so it is refused."
+        )
+    if config.get("in_channels", 4) != 4:
+        return f"{root / 'transformer'} takes {config.get('in_channels')} channels; token concatenation needs 4."
+    return None
+
+
 def describe_backbone(root: Path) -> tuple[str, dict]:
     """Read the backbone kind from the configs: ``("unet", config)`` or ``("dit", config)``."""
     if (root / "unet" / "config.json").is_file():
@@ -216,6 +244,9 @@ def describe_backbone(root: Path) -> tuple[str, dict]:
             )
         return "unet", config
     config = read_config(root / "transformer" / "config.json")
+    reason = _pixart_refusal(root, config)
+    if reason:
+        raise ModelFormatError(reason)
     return "dit", config
 
 
@@ -230,6 +261,53 @@ def _load_component(cls, path: Path, what: str, dtype: torch.dtype):
         ) from e
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package of a dotted name is missing
+        return False
+
+
+def _load_t5_tokenizer(folder: Path):
+    """PixArt's T5 tokenizer; ``spiece.model`` folders need sentencepiece and protobuf to convert."""
+    from transformers import T5Tokenizer
+
+    if not (folder / "tokenizer.json").is_file():
+        if not (folder / "spiece.model").is_file():
+            raise ModelFormatError(
+                f"{folder} has no T5 tokenizer files (spiece.model or tokenizer.json). "
+                "Download the tokenizer/ folder of the model again."
+            )
+        packages = {"sentencepiece": "sentencepiece", "google.protobuf": "protobuf"}
+        missing = [package for module, package in packages.items() if not _installed(module)]
+        if missing:
+            raise MissingDependencyError(
+                f"Reading the T5 tokenizer in {folder} (spiece.model) needs {' and '.join(missing)}, "
+                "which are not installed. Install them with: pip install sentencepiece protobuf"
+            )
+    try:
+        return T5Tokenizer.from_pretrained(folder)
+    except Exception as e:
+        raise ModelFormatError(f"Could not load the T5 tokenizer from {folder}: {e}.") from e
+
+
+def _load_clip_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    try:
+        return CLIPTokenizer.from_pretrained(folder)
+    except Exception as e:
+        raise ModelFormatError(f"Could not load the tokenizer from {folder}: {e}.") from e
+
+
+def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise InputError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
+    return DTYPES[dtype]
+
+
 def load_editor(
     spec: str | os.PathLike,
     *,
@@ -237,62 +315,72 @@ def load_editor(
     search_dirs: Sequence[str | os.PathLike] = (),
     allow_download: bool = True,
     dtype: str | torch.dtype = "fp32",
+    text_encoder_dtype: str | torch.dtype | None = None,
     device: str | torch.device = "cpu",
     text_encoder: str | os.PathLike | None = None,
     position_table: str = "effective",
+    t5_max_length: int = 120,
 ) -> EditorModel:
-    """Load an RSEdit U-Net editor.
+    """Load an RSEdit editor: a U-Net (channel concatenation, CLIP text) or a PixArt DiT (token
+    concatenation, T5 text), as the folder's configs say.
 
-    ``text_encoder`` swaps in another encoder: a raw Long-CLIP/DGTRS-CLIP ``.pt`` or an HF
-    ``CLIPTextModel`` folder; its width must match the U-Net's cross-attention width.
-    ``position_table`` applies to ``.pt`` files (see :mod:`rsedit_core.longclip`).
+    ``text_encoder_dtype`` (default: ``dtype``) lets the 4.7B-parameter T5-XXL load in fp16/bf16
+    on its own. ``text_encoder`` swaps the U-Net's encoder: a raw Long-CLIP/DGTRS-CLIP ``.pt`` or
+    an HF ``CLIPTextModel`` folder of the U-Net's cross-attention width. ``position_table``
+    applies to ``.pt`` files (see :mod:`rsedit_core.longclip`). ``t5_max_length`` is the T5
+    token budget (PixArt's 120).
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from diffusers import AutoencoderKL, PixArtTransformer2DModel, UNet2DConditionModel
+    from transformers import CLIPTextModel, T5EncoderModel
 
-    if isinstance(dtype, str) and dtype not in DTYPES:
-        raise InputError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
-    torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+    torch_dtype = _torch_dtype(dtype)
+    text_dtype = _torch_dtype(text_encoder_dtype) if text_encoder_dtype is not None else torch_dtype
     root = resolve_model_dir(spec, subfolder, search_dirs, allow_download)
-    kind, unet_config = describe_backbone(root)
-    if kind != "unet":
-        raise ModelFormatError(f"{root} is a DiT (PixArt) editor; this version of RSEdit loads U-Net editors only.")
+    kind, config = describe_backbone(root)
     for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
         if not (root / part).is_dir():
             raise ModelFormatError(f"{root} has no {part}/ folder. Expected {_EDITOR_LAYOUT}.")
-    unet = _load_component(UNet2DConditionModel, root / "unet", "U-Net", torch_dtype)
-    vae = _load_component(AutoencoderKL, root / "vae", "VAE", torch_dtype)
-    try:
-        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer")
-    except Exception as e:
-        raise ModelFormatError(f"Could not load the tokenizer from {root / 'tokenizer'}: {e}.") from e
+    if kind == "dit" and text_encoder is not None:
+        raise InputError("A DiT editor uses its own T5 encoder; --text-encoder swaps apply to U-Net editors only.")
     source = "folder"
-    if text_encoder is None:
-        encoder = _load_component(CLIPTextModel, root / "text_encoder", "text encoder", torch_dtype)
-    else:
-        from .longclip import load_text_encoder
+    if kind == "unet":
+        denoiser = _load_component(UNet2DConditionModel, root / "unet", "U-Net", torch_dtype)
+        tokenizer = _load_clip_tokenizer(root / "tokenizer")
+        if text_encoder is None:
+            encoder = _load_component(CLIPTextModel, root / "text_encoder", "text encoder", text_dtype)
+        else:
+            from .longclip import load_text_encoder
 
-        encoder = load_text_encoder(text_encoder, position_table=position_table).to(torch_dtype)
-        source = str(text_encoder)
-    width = encoder.config.hidden_size
-    if width != unet_config.get("cross_attention_dim"):
+            encoder = load_text_encoder(text_encoder, position_table=position_table).to(text_dtype)
+            source = str(text_encoder)
+        width, expected = encoder.config.hidden_size, config.get("cross_attention_dim")
+        text_max_length = encoder.config.max_position_embeddings
+    else:
+        denoiser = _load_component(PixArtTransformer2DModel, root / "transformer", "PixArt transformer", torch_dtype)
+        tokenizer = _load_t5_tokenizer(root / "tokenizer")
+        encoder = _load_component(T5EncoderModel, root / "text_encoder", "T5 text encoder", text_dtype)
+        width, expected = encoder.config.d_model, config.get("caption_channels")
+        text_max_length = t5_max_length
+    if width != expected:
         raise ModelFormatError(
-            f"The text encoder is {width}-wide but the U-Net expects {unet_config.get('cross_attention_dim')}-wide "
-            "conditioning. Use an encoder of the same width (ViT-L/14 text towers are 768)."
+            f"The text encoder is {width}-wide but the {'U-Net' if kind == 'unet' else 'DiT'} expects "
+            f"{expected}-wide conditioning. "
+            "Use an encoder of the same width (ViT-L/14 text towers are 768, T5-XXL 4096)."
         )
+    vae = _load_component(AutoencoderKL, root / "vae", "VAE", torch_dtype)
     scheduler_config = read_config(root / "scheduler" / "scheduler_config.json")
-    for module in (unet, vae, encoder):
+    for module in (denoiser, vae, encoder):
         module.requires_grad_(False).eval().to(device)
-    logger.info("Loaded RSEdit U-Net editor from %s (%s)", root, torch_dtype)
+    logger.info("Loaded RSEdit %s editor from %s (%s)", kind, root, torch_dtype)
     return EditorModel(
         kind=kind,
-        unet=unet,
+        denoiser=denoiser,
         vae=vae,
         text_encoder=encoder,
         tokenizer=tokenizer,
         scheduler_config=scheduler_config,
         root=root,
-        text_max_length=encoder.config.max_position_embeddings,
+        text_max_length=text_max_length,
         dtype=torch_dtype,
         text_encoder_source=source,
     )

@@ -10,10 +10,11 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
+from .backbones import backbone_for
 from .errors import InputError, OutOfMemoryError
 from .guidance import check_scales, dual_cfg, guidance_active
 from .images import Geometry, fit_to_multiple, to_rgb
@@ -27,21 +28,31 @@ MAX_SEED = 2**64 - 1
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
 
+DEFAULT_TEXT_CFG = {"unet": 7.5, "dit": 4.5}
+
+
 @dataclass(frozen=True)
 class EditSettings:
-    """Sampling settings. Defaults follow the paper's quick start for the U-Net (50 steps, 7.5/1.5)."""
+    """Sampling settings. Defaults follow the paper's quick start: 50 steps, image scale 1.5 and
+    text scale 7.5 for the U-Net, 4.5 for the DiT (``text_cfg=None`` picks by backbone)."""
 
     steps: int = 50
-    text_cfg: float = 7.5
+    text_cfg: float | None = None
     image_cfg: float = 1.5
     seed: int = 42
     scheduler: str = DEFAULT
     num_variations: int = 1
 
+    def for_model(self, model: EditorModel) -> EditSettings:
+        """These settings with the backbone's default text scale filled in."""
+        if self.text_cfg is not None:
+            return self
+        return replace(self, text_cfg=DEFAULT_TEXT_CFG[model.kind])
+
     def check(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
             raise InputError(f"steps must be an integer >= 1; got {self.steps!r}. The paper uses 50-100.")
-        check_scales(self.text_cfg, self.image_cfg)
+        check_scales(7.5 if self.text_cfg is None else self.text_cfg, self.image_cfg)
         if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"seed must be an integer from 0 to 2**64-1; got {self.seed!r}.")
         if not isinstance(self.num_variations, int) or self.num_variations < 1:
@@ -50,11 +61,13 @@ class EditSettings:
 
 @dataclass
 class SourceLatents:
-    """Source latents ``(B, 4, H/8, W/8)``: the VAE posterior mode, not scaled by the VAE factor."""
+    """Source latents ``(B, 4, H/8, W/8)`` as the backbone ``kind`` uses them: the VAE posterior
+    mode, unscaled for the U-Net, scaled by the VAE factor for the DiT."""
 
     latents: torch.Tensor
     geometry: Geometry
     notes: list[str] = field(default_factory=list)
+    kind: str = "unet"
 
 
 @dataclass
@@ -78,17 +91,30 @@ def _out_of_memory(e: BaseException, what: str) -> OutOfMemoryError:
 
 @torch.inference_mode()
 def encode_source(model: EditorModel, images: torch.Tensor, size_policy: str = "pad") -> SourceLatents:
-    """Encode source images ``[B, C, H, W]`` in ``0..1`` (C = 1, 3 or 4) to the source latent."""
+    """Encode source images ``[B, C, H, W]`` in ``0..1`` (C = 1, 3 or 4) to the source latent.
+
+    Sides are brought to a multiple of 8 px (U-Net) or 16 px (DiT: VAE factor x patch size)."""
+    backbone = backbone_for(model)
     rgb, notes = to_rgb(images)
-    fitted, geometry = fit_to_multiple(rgb, size_policy, model.vae_scale_factor)
+    fitted, geometry = fit_to_multiple(rgb, size_policy, backbone.size_multiple(model))
     if geometry.original != geometry.processed:
         notes.append(geometry.describe())
-    pixels = (fitted * 2 - 1).to(model.device, model.vae.dtype)
+    pixels = (fitted * 2 - 1).to(next(model.vae.parameters()).device, model.vae.dtype)
     try:
-        latents = model.vae.encode(pixels).latent_dist.mode()
+        latents = backbone.source_latents(model, pixels)
     except torch.OutOfMemoryError as e:
         raise _out_of_memory(e, "encoding the source image") from e
-    return SourceLatents(latents, geometry, notes)
+    return SourceLatents(latents, geometry, notes, model.kind)
+
+
+def _check_inputs_match(model: EditorModel, text: TextConditioning, source: SourceLatents) -> None:
+    names = {"unet": "a U-Net editor", "dit": "a DiT editor"}
+    for what, kind in (("instruction", text.kind), ("source", source.kind)):
+        if kind != model.kind:
+            raise InputError(
+                f"The {what} was encoded for {names[kind]} but the sampler has {names[model.kind]}. "
+                "Connect the same RSEdit Loader to the text encode, source conditioning and sampler nodes."
+            )
 
 
 def _step_kwargs(scheduler, generator: torch.Generator) -> dict:
@@ -114,9 +140,12 @@ def sample(
     ``callback(step, total, latents)`` runs after each step; an exception raised there (a
     cancel) stops the run and leaves the model untouched.
     """
+    settings = settings.for_model(model)
     settings.check()
+    _check_inputs_match(model, text, source)
+    backbone = backbone_for(model)
     scheduler = make_scheduler(settings.scheduler, model.scheduler_config)
-    device, dtype = model.device, text.embeds.dtype
+    device, dtype = model.device, model.denoiser.dtype
     scheduler.set_timesteps(settings.steps, device=device)
     image_latents = source.latents.to(device, dtype).repeat_interleave(settings.num_variations, dim=0)
     n = image_latents.shape[0]
@@ -125,21 +154,21 @@ def sample(
     latents = torch.randn(shape, generator=generator, dtype=dtype).to(device) * scheduler.init_noise_sigma
 
     active = guidance_active(settings.text_cfg, settings.image_cfg)
-    positive = text.embeds.to(device).repeat(n, 1, 1)
-    if active:
-        negative = text.negative_embeds.to(device).repeat(n, 1, 1)
-        embeds = torch.cat([positive, negative, negative])
-        condition = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)])
-    else:
-        embeds, condition = positive, image_latents
+    # Branch order: [instruction + source, empty + source, empty + zero source].
     branches = 3 if active else 1
+    embeds = [text.embeds, text.negative_embeds, text.negative_embeds][:branches]
+    embeds = torch.cat([e.to(device, dtype).repeat(n, 1, 1) for e in embeds])
+    mask = None
+    if text.mask is not None:
+        masks = [text.mask, text.negative_mask, text.negative_mask][:branches]
+        mask = torch.cat([m.to(device).repeat(n, 1) for m in masks])
+    condition = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)][:branches])
     step_kwargs = _step_kwargs(scheduler, generator)
     timesteps = scheduler.timesteps
     try:
         for index, t in enumerate(timesteps):
             scaled = scheduler.scale_model_input(latents, t)
-            model_input = torch.cat([scaled.repeat(branches, 1, 1, 1), condition], dim=1)
-            noise = model.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False)[0]
+            noise = backbone.predict(model, scaled.repeat(branches, 1, 1, 1), condition, t, embeds, mask)
             if active:
                 noise = dual_cfg(*noise.chunk(3), settings.text_cfg, settings.image_cfg)
             latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
@@ -174,6 +203,7 @@ def run_edit(
     callback: StepCallback | None = None,
 ) -> EditResult:
     """Sample and decode: the whole edit once text and source are encoded."""
+    settings = settings.for_model(model)
     latents = sample(model, text, source, settings, callback)
     images = decode(model, latents, source.geometry)
     notes = [*source.notes, f"instruction: {text.report.summary()}"]

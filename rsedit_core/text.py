@@ -1,8 +1,12 @@
-"""Instruction encoding with the editor's CLIP text tower (DGTRS-CLIP: 248 positions).
+"""Instruction encoding for both backbones.
 
-Token ids follow SD-1.5's ``CLIPTokenizer`` with ``model_max_length`` set to the encoder's
-position count: pad to that length with the EOS id, truncate to SOT + the first ``L-2`` tokens +
-EOT. The conditioning is the encoder's full ``last_hidden_state`` ``(B, L, width)``, no mask.
+- U-Net editors, **DGTRS-CLIP** (248 positions; 77 for plain CLIP): token ids follow SD-1.5's
+  ``CLIPTokenizer`` with ``model_max_length`` set to the encoder's position count: pad to that
+  length with the EOS id, truncate to SOT + the first ``L-2`` tokens + EOT. The conditioning is
+  the full ``last_hidden_state`` ``(B, L, width)``, no mask.
+- DiT editors, **T5** as in diffusers' ``PixArtAlphaPipeline`` without caption cleaning: the text
+  is lower-cased and stripped, padded/truncated to 120 tokens (the last one EOS), and the
+  attention mask is kept and passed to the transformer.
 """
 
 from __future__ import annotations
@@ -47,35 +51,57 @@ class TokenReport:
 
 @dataclass
 class TextConditioning:
-    """Encoded instruction and negative prompt, each ``(1, L, width)``, plus the token report."""
+    """Encoded instruction and negative prompt, each ``(1, L, width)``, plus the token report.
+
+    ``mask``/``negative_mask`` are ``(1, L)`` attention masks for T5 (``None`` for CLIP); ``kind``
+    is the backbone the encoding is for.
+    """
 
     prompt: str
     negative_prompt: str
     embeds: torch.Tensor
     negative_embeds: torch.Tensor
     report: TokenReport
+    kind: str = "unet"
+    mask: torch.Tensor | None = None
+    negative_mask: torch.Tensor | None = None
+
+
+def _prepare(model: EditorModel, text: str) -> str:
+    """PixArt's pipeline lower-cases and strips captions before T5 (``clean_caption=False``)."""
+    return text.lower().strip() if model.kind == "dit" else text
+
+
+def _special_tokens(model: EditorModel) -> int:
+    """CLIP adds SOT and EOT; T5 adds EOS only."""
+    return 1 if model.kind == "dit" else 2
 
 
 def count_tokens(model: EditorModel, prompt: str) -> TokenReport:
-    """Count the prompt's content tokens (without SOT/EOT) against the encoder's capacity."""
-    capacity = model.text_max_length - 2
-    ids = model.tokenizer(prompt, add_special_tokens=False, truncation=False).input_ids
+    """Count the prompt's content tokens (without special tokens) against the encoder's capacity."""
+    capacity = model.text_max_length - _special_tokens(model)
+    ids = model.tokenizer(_prepare(model, prompt), add_special_tokens=False, truncation=False).input_ids
     dropped_text = model.tokenizer.decode(ids[capacity:]) if len(ids) > capacity else ""
     return TokenReport(len(ids), capacity, dropped_text)
 
 
 @torch.inference_mode()
-def embed_prompts(model: EditorModel, prompts: list[str]) -> torch.Tensor:
-    """``last_hidden_state`` of each prompt, ``(len(prompts), L, width)`` in the encoder's dtype."""
+def embed_prompts(model: EditorModel, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``last_hidden_state`` of each prompt ``(len(prompts), L, width)`` in the encoder's dtype,
+    and the attention mask ``(len(prompts), L)`` for T5 (``None`` for CLIP, which uses none)."""
     tokens = model.tokenizer(
-        prompts,
+        [_prepare(model, prompt) for prompt in prompts],
         padding="max_length",
         max_length=model.text_max_length,
         truncation=True,
+        add_special_tokens=True,
         return_tensors="pt",
     )
     device = next(model.text_encoder.parameters()).device
-    return model.text_encoder(tokens.input_ids.to(device))[0]
+    if model.kind == "dit":
+        mask = tokens.attention_mask.to(device)
+        return model.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0], mask
+    return model.text_encoder(tokens.input_ids.to(device))[0], None
 
 
 def encode_text(model: EditorModel, prompt: str, negative_prompt: str = "") -> TextConditioning:
@@ -95,8 +121,9 @@ def encode_text(model: EditorModel, prompt: str, negative_prompt: str = "") -> T
     negative_report = count_tokens(model, negative_prompt)
     if negative_report.dropped:
         logger.warning("Negative prompt truncated: %s", negative_report.summary())
-    embeds = embed_prompts(model, [prompt, negative_prompt])
-    result = TextConditioning(prompt, negative_prompt, embeds[:1], embeds[1:], report)
+    embeds, mask = embed_prompts(model, [prompt, negative_prompt])
+    masks = (mask[:1], mask[1:]) if mask is not None else (None, None)
+    result = TextConditioning(prompt, negative_prompt, embeds[:1], embeds[1:], report, model.kind, *masks)
     if len(model.cache) > 64:
         model.cache.clear()
     model.cache[key] = result

@@ -203,3 +203,106 @@ def save_tiny_editor(
     )
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+def save_t5_tokenizer(directory: str | Path, model_max_length: int = 512, vocab_size: int = 160) -> Path:
+    """Train a small SentencePiece unigram model and save it as PixArt's T5 tokenizer folder is
+    laid out (``spiece.model`` + ``tokenizer_config.json``; pad 0, EOS 1, UNK 2). Needs sentencepiece."""
+    import io
+
+    import sentencepiece as spm
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [" ".join(_CORPUS[i : i + 8]) for i in range(0, len(_CORPUS), 4)] * 8
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    (directory / "spiece.model").write_bytes(model.getvalue())
+    config = {
+        "tokenizer_class": "T5Tokenizer",
+        "model_max_length": model_max_length,
+        "extra_ids": 0,
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return directory
+
+
+def tiny_pixart_config(sample_size: int = 8, caption_channels: int = 32) -> dict:
+    """A two-block PixArt-alpha transformer; ``sample_size=128`` gives the 1024-class variant."""
+    return {
+        "sample_size": sample_size,
+        "num_layers": 2,
+        "num_attention_heads": 2,
+        "attention_head_dim": 8,
+        "in_channels": 4,
+        "out_channels": 8,
+        "patch_size": 2,
+        "cross_attention_dim": 16,
+        "caption_channels": caption_channels,
+        "norm_type": "ada_norm_single",
+        "norm_elementwise_affine": False,
+        "norm_eps": 1e-6,
+    }
+
+
+def pixart_scheduler_config() -> dict:
+    """PixArt-alpha's DPM-Solver++ multistep schedule (linear betas 0.0001..0.02)."""
+    return {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.0001,
+        "beta_end": 0.02,
+        "beta_schedule": "linear",
+        "prediction_type": "epsilon",
+        "algorithm_type": "dpmsolver++",
+        "solver_order": 2,
+        "lower_order_final": True,
+    }
+
+
+def save_tiny_dit(directory: str | Path, *, seed: int = 0, transformer_config: dict | None = None) -> Path:
+    """Build a random RSEdit-DiT-layout folder (PixArt transformer, T5 encoder, VAE, DPM-Solver)."""
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    tokenizer = T5Tokenizer.from_pretrained(save_t5_tokenizer(directory / "tokenizer"))
+    text_config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_ff=37,
+        d_kv=8,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        feed_forward_proj="gated-gelu",
+        is_encoder_decoder=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    text_encoder = T5EncoderModel(text_config)
+    transformer = PixArtTransformer2DModel(**(transformer_config or tiny_pixart_config()))
+    vae = AutoencoderKL(**tiny_vae_config())
+    scheduler = DPMSolverMultistepScheduler(**pixart_scheduler_config())
+    pipe = PixArtAlphaPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    # The released folders ship spiece.model only; drop the converted file so that path is exercised.
+    (directory / "tokenizer" / "tokenizer.json").unlink(missing_ok=True)
+    return directory

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from rsedit_core.loading import load_editor
-from rsedit_core.tiny import save_tiny_editor
+from rsedit_core.tiny import save_tiny_dit, save_tiny_editor
+
+CUSTOM_CODE_MARKER = "RSEDIT_CUSTOM_PIPELINE_RAN"
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +22,25 @@ def tiny_editor_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_editor(tiny_editor_dir):
     return load_editor(tiny_editor_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_dit_dir(tmp_path_factory):
+    """A DiT folder as released: with the authors' custom pipeline file, which must never run."""
+    folder = save_tiny_dit(tmp_path_factory.mktemp("models") / "RSEdit-DiT", seed=0)
+    (folder / "pipeline_rsedit_dit.py").write_text(
+        f"import pathlib\npathlib.Path('{folder}/{CUSTOM_CODE_MARKER}').write_text('ran')\n"
+        "raise SystemExit('custom code ran')\n"
+    )
+    index = json.loads((folder / "model_index.json").read_text())
+    index["_class_name"] = ["pipeline_rsedit_dit", "RSEditDiTPipeline"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dit(tiny_dit_dir):
+    return load_editor(tiny_dit_dir)
 
 
 @pytest.fixture

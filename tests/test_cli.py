@@ -97,3 +97,28 @@ def test_demo_without_weights_falls_back_to_smoke(tmp_path, capsys, monkeypatch)
     code = main(["demo", "--steps", "1", "--out", str(tmp_path / "demo.png")])
     err = capsys.readouterr().err
     assert code == 0 and "No RSEdit weights found" in err and "SMOKE RUN" in err
+
+
+def test_edit_with_dit_editor(tiny_dit_dir, scene_file, tmp_path, capsys):
+    out = tmp_path / "post.png"
+    code = main(
+        [
+            "edit",
+            "--model",
+            str(tiny_dit_dir),
+            "--image",
+            str(scene_file),
+            "--prompt",
+            "Flood the area",
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--text-encoder-dtype",
+            "bf16",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0 and "PixArt DiT editor" in err and "80x72 -> 80x80 (pad" in err
+    with Image.open(out) as image:
+        assert image.size == (80, 72)

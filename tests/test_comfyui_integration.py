@@ -64,17 +64,19 @@ def test_valid_graph_runs_to_history(empty_comfyui):
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = "RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14"
+DIT = "RSEdit-DiT-tiny"
 
 
 @pytest.fixture(scope="module")
-def rsedit_comfyui(tmp_path_factory, tiny_editor_dir) -> ComfyUIClient:
-    """A server with this pack in a custom-node folder and the tiny editor in an rsedit folder."""
+def rsedit_comfyui(tmp_path_factory, tiny_editor_dir, tiny_dit_dir) -> ComfyUIClient:
+    """A server with this pack in a custom-node folder and the tiny editors in an rsedit folder."""
     import shutil
 
     custom_nodes = tmp_path_factory.mktemp("custom_nodes")
     os.symlink(ROOT, custom_nodes / "rsedit")
     models = tmp_path_factory.mktemp("rsedit_models")
     shutil.copytree(tiny_editor_dir, models / MODEL)
+    shutil.copytree(tiny_dit_dir, models / DIT)
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     with start_comfyui(os.environ["COMFYUI_DIR"], python, custom_nodes, {"rsedit": models}) as client:
         yield client
@@ -120,7 +122,7 @@ def test_rsedit_nodes_listed_with_tooltips(rsedit_comfyui):
     info = rsedit_comfyui.object_info()
     for node in ("RSEditLoader", "RSEditTextEncode", "RSEditSourceConditioning", "RSEditSampler"):
         assert info[node]["category"].startswith("RSEdit/")
-    assert info["RSEditLoader"]["input"]["required"]["model"][1]["options"] == [MODEL]
+    assert info["RSEditLoader"]["input"]["required"]["model"][1]["options"] == [DIT, MODEL]
     assert "tooltip" in info["RSEditSampler"]["input"]["required"]["text_cfg"][1]
 
 
@@ -141,3 +143,14 @@ def test_missing_model_is_an_execution_error_and_server_stays_up(rsedit_comfyui)
     assert "models/rsedit" in error["exception_message"]
     again = rsedit_comfyui.run(unet_graph(steps=2), timeout=300)
     assert again["status"]["status_str"] == "success"
+
+
+def test_dit_graph_runs_through_prompt(rsedit_comfyui):
+    graph = unet_graph(model=DIT)
+    graph["5"]["inputs"]["text_cfg"] = 4.5
+    graph["3"]["inputs"].update(width=88, height=72)
+    entry = rsedit_comfyui.run(graph, timeout=300)
+    assert entry["status"]["status_str"] == "success", rsedit_comfyui.log()[-3000:]
+    assert len(entry["outputs"]["6"]["images"]) == 2
+    assert "token concatenation" in entry["outputs"]["4"]["text"][0]
+    assert "88x72 -> 96x80 (pad" in entry["outputs"]["4"]["text"][0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
@@ -25,7 +24,7 @@ def release(tmp_path_factory, tiny_editor_dir):
 def test_loads_editor_folder_with_248_positions(tiny_editor_dir):
     model = load_editor(tiny_editor_dir)
     assert model.kind == "unet" and model.text_max_length == 248
-    assert model.unet.config.in_channels == 8 and model.vae_scale_factor == 8
+    assert model.denoiser.config.in_channels == 8 and model.vae_scale_factor == 8
     assert model.scheduler_config["_class_name"] == "EulerDiscreteScheduler"
 
 
@@ -114,13 +113,6 @@ def test_truncated_safetensors_is_named(tmp_path, tiny_editor_dir):
     assert str(weights) in str(info.value)
 
 
-def test_dit_folder_is_recognised_from_config(tmp_path):
-    (tmp_path / "transformer").mkdir()
-    (tmp_path / "transformer" / "config.json").write_text(json.dumps({"_class_name": "PixArtTransformer2DModel"}))
-    with pytest.raises(ModelFormatError, match="DiT"):
-        load_editor(tmp_path)
-
-
 def test_plain_instructpix2pix_with_77_tokens(tmp_path):
     model = load_editor(save_tiny_editor(tmp_path / "ip2p", max_positions=77))
     assert model.text_max_length == 77
@@ -129,5 +121,5 @@ def test_plain_instructpix2pix_with_77_tokens(tmp_path):
 @pytest.mark.parametrize(("name", "dtype"), [("fp16", torch.float16), ("bf16", torch.bfloat16)])
 def test_half_precision_load(tiny_editor_dir, name, dtype):
     model = load_editor(tiny_editor_dir, dtype=name)
-    assert {p.dtype for p in model.unet.parameters()} == {dtype}
+    assert {p.dtype for p in model.denoiser.parameters()} == {dtype}
     assert model.text_encoder.dtype == dtype

@@ -33,20 +33,25 @@ def pack():
     return import_pack()
 
 
+UNET = "RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14"
+DIT = "RSEdit-DiT-tiny"
+
+
 @pytest.fixture
-def comfy(pack, tmp_path, tiny_editor_dir):
-    """A fresh double with models_dir in tmp and the tiny editor under models/rsedit/."""
+def comfy(pack, tmp_path, tiny_editor_dir, tiny_dit_dir):
+    """A fresh double with models_dir in tmp and the tiny editors under models/rsedit/."""
     import folder_paths
 
     reset_comfy_double()
     folder_paths.models_dir = str(tmp_path / "models")
-    shutil.copytree(tiny_editor_dir, tmp_path / "models" / "rsedit" / "RSEdit-UNet-tiny" / "DGTRS-CLIP-ViT-L-14")
+    shutil.copytree(tiny_editor_dir, tmp_path / "models" / "rsedit" / UNET)
+    shutil.copytree(tiny_dit_dir, tmp_path / "models" / "rsedit" / DIT)
     extension = asyncio.run(pack.comfy_entrypoint())
     nodes = {cls.define_schema().node_id: cls for cls in asyncio.run(extension.get_node_list())}
     return nodes
 
 
-def graph(steps: int = 3, seed: int = 42, model: str = "RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14") -> dict:
+def graph(steps: int = 3, seed: int = 42, model: str = UNET, text_cfg: float = 7.5) -> dict:
     return {
         "1": {"class_type": "RSEditLoader", "inputs": {"model": model, "dtype": "auto"}},
         "2": {
@@ -66,7 +71,7 @@ def graph(steps: int = 3, seed: int = 42, model: str = "RSEdit-UNet-tiny/DGTRS-C
                 "source": ["4", 0],
                 "seed": seed,
                 "steps": steps,
-                "text_cfg": 7.5,
+                "text_cfg": text_cfg,
                 "image_cfg": 1.5,
                 "scheduler": "default",
                 "variations": 1,
@@ -116,7 +121,7 @@ def test_schemas_ids_categories_tooltips(comfy):
     )
     assert sampler["seed"].max == 2**64 - 1
     loader = {spec.id: spec for spec in comfy["RSEditLoader"].define_schema().inputs}
-    assert loader["model"].options == ["RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14"]
+    assert loader["model"].options == [DIT, UNET]
 
 
 def test_graph_matches_core_and_outputs_native_types(comfy, scene, tiny_editor):
@@ -184,7 +189,7 @@ def test_rgba_source_of_odd_size_is_padded_and_reported(comfy):
     from comfy_double.runner import run_node
 
     rgba = torch.rand(1, 70, 90, 4, generator=torch.Generator().manual_seed(0))
-    model = run_node(comfy["RSEditLoader"], model="RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14", dtype="fp32")[0]
+    model = run_node(comfy["RSEditLoader"], model=UNET, dtype="fp32")[0]
     output = run_node(comfy["RSEditSourceConditioning"], rsedit_model=model, image=rgba, size_policy="pad")
     source = output[0]
     assert source.latents.shape == (1, 4, 9, 12) and source.geometry.original == (70, 90)
@@ -197,9 +202,36 @@ def test_unknown_combo_values_get_actionable_errors(pack, comfy, scene):
     from comfy_double.runner import NodeExecutionError, run_api_graph, run_node
 
     with pytest.raises(pack.rsedit_core.errors.InputError, match="Unknown dtype 'fp8'; choose one of fp32, fp16, bf16"):
-        run_node(comfy["RSEditLoader"], model="RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14", dtype="fp8")
+        run_node(comfy["RSEditLoader"], model=UNET, dtype="fp8")
     bad = graph()
     bad["5"]["inputs"]["scheduler"] = "karras"
     with pytest.raises(NodeExecutionError) as info:
         run_api_graph(bad, [*comfy.values(), _image_node(scene)], targets=["5"])
     assert "Unknown scheduler 'karras'" in info.value.message["exception_message"]
+
+
+def test_dit_graph_matches_core_and_offloads_t5(comfy, tiny_dit, scene):
+    import comfy.model_management as mm
+
+    from rsedit_core.sampler import EditSettings, edit_images
+
+    result = run(comfy, scene, model=DIT, text_cfg=4.5)
+    expected = edit_images(tiny_dit, scene.movedim(-1, 1), PROMPT, settings=EditSettings(steps=3, seed=42))
+    assert (result.value("5", 0) - expected.images.movedim(1, -1)).abs().max().item() < 1e-5
+    assert result.ui["4"]["text"][0].startswith("token concatenation")
+    assert result.ui["1"]["text"][0] == f"{DIT}: PixArt DiT, token concatenation"
+    still_loaded = [type(entry.model.model.inner).__name__ for entry in mm.current_loaded_models]
+    assert "T5EncoderModel" not in still_loaded and "PixArtTransformer2DModel" in still_loaded
+
+
+def test_mixed_loaders_say_what_to_connect(comfy, scene):
+    from comfy_double.runner import NodeExecutionError, run_api_graph
+
+    mixed = graph()
+    mixed["9"] = {"class_type": "RSEditLoader", "inputs": {"model": DIT, "dtype": "auto"}}
+    mixed["5"]["inputs"]["rsedit_model"] = ["9", 0]
+    with pytest.raises(NodeExecutionError) as info:
+        run_api_graph(mixed, [*comfy.values(), _image_node(scene)], targets=["5"])
+    message = info.value.message["exception_message"]
+    assert "encoded for a U-Net editor but the sampler has a DiT editor" in message
+    assert "Connect the same RSEdit Loader" in message

@@ -114,7 +114,7 @@ def test_out_of_memory_is_reported_with_a_fix(tiny_editor, scene, monkeypatch):
     def boom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(tiny_editor.unet, "forward", boom)
+    monkeypatch.setattr(tiny_editor.denoiser, "forward", boom)
     with pytest.raises(OutOfMemoryError, match="smaller image.*fp16"):
         edit_images(tiny_editor, scene.movedim(-1, 1), PROMPT, settings=EditSettings(steps=1))
 
