@@ -1,0 +1,19 @@
+"""Building-damage assessment with Changen2's ChangeStar1x256 (ViT-B, fine-tuned on xView2).
+
+Our own implementation: it depends on torch (and safetensors for `.safetensors` files) only,
+and loads the published weights by their original key names.
+"""
+
+from .checkpoint import check_damage_state_dict, convert_checkpoint, load_damage_model, read_damage_state_dict
+from .model import CHANGE_CLASSES, ChangeStar1x256, DamageProbabilities, normalize_pair
+
+__all__ = [
+    "CHANGE_CLASSES",
+    "ChangeStar1x256",
+    "DamageProbabilities",
+    "check_damage_state_dict",
+    "convert_checkpoint",
+    "load_damage_model",
+    "normalize_pair",
+    "read_damage_state_dict",
+]
