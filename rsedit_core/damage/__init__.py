@@ -5,12 +5,23 @@ and loads the published weights by their original key names.
 """
 
 from .checkpoint import check_damage_state_dict, convert_checkpoint, load_damage_model, read_damage_state_dict
+from .inference import DamageAssessment, assess, colour_map, overlay, read_damage_map
+from .metrics import DAMAGE_CLASS_NAMES, DamageMetrics, DamageScores, damage_scores
 from .model import CHANGE_CLASSES, ChangeStar1x256, DamageProbabilities, normalize_pair
 
 __all__ = [
     "CHANGE_CLASSES",
+    "DAMAGE_CLASS_NAMES",
     "ChangeStar1x256",
+    "DamageAssessment",
+    "DamageMetrics",
     "DamageProbabilities",
+    "DamageScores",
+    "assess",
+    "colour_map",
+    "damage_scores",
+    "overlay",
+    "read_damage_map",
     "check_damage_state_dict",
     "convert_checkpoint",
     "load_damage_model",

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, OutOfMemoryError
+from .metrics import DAMAGE_CLASS_NAMES as CLASS_NAMES
 from .model import CHANGE_CLASSES, SIZE_MULTIPLE, ChangeStar1x256, normalize_pair
 
-CLASS_NAMES = ("background", "no-damage", "minor-damage", "major-damage", "destroyed")
 # Map colours: green, yellow, orange, red for no / minor / major / destroyed (background black).
 CLASS_COLOURS = ((0, 0, 0), (46, 204, 64), (255, 220, 0), (255, 133, 27), (220, 20, 60))
 MIN_SIDE = 32
