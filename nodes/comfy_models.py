@@ -83,3 +83,18 @@ class ComfyEditor:
                     mm.current_loaded_models.pop(index)
                 mm.soft_empty_cache()
                 return
+
+
+@dataclass
+class ComfyModule:
+    """A single torch module under ComfyUI's memory management (the damage model)."""
+
+    model: torch.nn.Module
+    patcher: object
+
+    @classmethod
+    def wrap(cls, model: torch.nn.Module) -> ComfyModule:
+        return cls(model, _patcher(model))
+
+    def load(self) -> None:
+        mm.load_models_gpu([self.patcher], force_full_load=True)

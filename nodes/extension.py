@@ -5,11 +5,14 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .comfy_models import register_model_folder
-from .nodes_edit import NODES
+from .nodes_damage import NODES as DAMAGE_NODES
+from .nodes_damage import register_damage_folder
+from .nodes_edit import NODES as EDIT_NODES
 
 
 class RSEditExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         # Registered here: ComfyUI 0.3.6x never calls on_load, and the loader's schema lists the folder.
         register_model_folder()
-        return list(NODES)
+        register_damage_folder()
+        return [*EDIT_NODES, *DAMAGE_NODES]

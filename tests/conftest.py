@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,3 +51,40 @@ def scene():
     """A 64x96 RGB test scene as ComfyUI hands it over: ``[1, H, W, 3]`` float in 0..1 from 8-bit."""
     pixels = np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
     return torch.from_numpy(pixels).float() / 255.0
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_pack(name: str = "rsedit_pack"):
+    """Import the repository as ComfyUI does: a package named after its folder, from __init__.py."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pack():
+    """The pack imported against the ComfyUI test double (tests/comfy_double)."""
+    from comfy_double import install_comfy_double
+
+    install_comfy_double()
+    return import_pack()
+
+
+@pytest.fixture(scope="session")
+def damage_checkpoint(tmp_path_factory):
+    """A random ChangeStar1x256 (seed 0) saved as safetensors in fp16, as a user would convert it."""
+    from safetensors.torch import save_file
+
+    from rsedit_core.damage import ChangeStar1x256
+
+    torch.manual_seed(0)
+    state = {k: v.half().contiguous() for k, v in ChangeStar1x256().state_dict().items()}
+    path = tmp_path_factory.mktemp("changestar") / "changestar1x256_random.safetensors"
+    save_file(state, str(path))
+    return path

@@ -99,8 +99,11 @@ def test_bad_sizes(pre, post, message):
 def test_ground_truth_reading():
     png = np.array([[0, 1, 2], [3, 4, 255]], dtype=np.uint8)
     assert read_damage_map(png).tolist() == png.tolist()
-    as_image = torch.from_numpy(png).float()[None, ..., None].repeat(1, 1, 1, 3)[0] / 255.0
+    as_image = torch.from_numpy(png).float()[..., None].repeat(1, 1, 3) / 255.0
     assert read_damage_map(as_image).tolist() == png.tolist()
+    assert read_damage_map(as_image[..., 0]).tolist() == png.tolist()
+    with pytest.raises(InputError, match="shape"):
+        read_damage_map(np.zeros((2, 3, 4, 5)))
 
 
 def test_colour_map_and_overlay():

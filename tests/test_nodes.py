@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from comfy_double import install_comfy_double, reset_comfy_double
+from comfy_double import reset_comfy_double
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "flood the coastal area, keep the roads"
-
-
-def import_pack(name: str = "rsedit_pack"):
-    """Import the repository as ComfyUI does: a package named after its folder, from __init__.py."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def pack():
-    install_comfy_double()
-    return import_pack()
 
 
 UNET = "RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14"
@@ -107,7 +86,14 @@ def test_package_exposes_v3_entrypoint_only(pack):
 
 
 def test_schemas_ids_categories_tooltips(comfy):
-    assert set(comfy) == {"RSEditLoader", "RSEditTextEncode", "RSEditSourceConditioning", "RSEditSampler"}
+    assert set(comfy) == {
+        "RSEditLoader",
+        "RSEditTextEncode",
+        "RSEditSourceConditioning",
+        "RSEditSampler",
+        "RSEditDamageLoader",
+        "RSEditDamageAssessment",
+    }
     for node_id, cls in comfy.items():
         schema = cls.define_schema()
         assert schema.category.startswith("RSEdit/") and schema.description

@@ -142,19 +142,19 @@ def assess(
 
 
 def read_damage_map(values: np.ndarray | torch.Tensor) -> np.ndarray:
-    """A ground-truth map from an image array: its first channel as integers.
+    """A ground-truth class map ``(H, W)`` from one image: ``(H, W)`` or channel-last ``(H, W, C)``.
 
-    A 0-4 PNG loaded as 8-bit gives the class values directly; arrays in 0..1 (ComfyUI IMAGE or
-    MASK tensors, i.e. 8-bit values / 255) are scaled back by 255 first. 255 marks unclassified
-    pixels, which scoring ignores.
+    The first channel is used. A 0-4 PNG read as 8-bit gives the classes directly; floating
+    arrays in 0..1 (ComfyUI IMAGE or MASK, i.e. 8-bit values / 255) are scaled back by 255 and
+    rounded. 255 marks unclassified pixels, which scoring ignores.
     """
     array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     if array.ndim == 3:
-        array = array[..., 0] if array.shape[-1] in (1, 3, 4) else array[0]
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise InputError(f"A damage map must be (H, W) or (H, W, C); got shape {array.shape}.")
     if np.issubdtype(array.dtype, np.floating):
-        if array.max(initial=0) <= 1.0:
-            array = array * 255.0
-        array = np.rint(array)
+        array = np.rint(array * 255.0 if array.max(initial=0) <= 1.0 else array)
     return array.astype(np.int64)
 
 

@@ -1,0 +1,158 @@
+"""Damage assessment nodes (V3): a ChangeStar1x256 loader and RSEdit Damage Assessment."""
+
+from __future__ import annotations
+
+import os
+
+import comfy.model_management as mm
+import folder_paths
+import numpy as np
+from comfy_api.latest import io, ui
+
+from ..rsedit_core.damage import assess, colour_map, damage_scores, load_damage_model, overlay, read_damage_map
+from ..rsedit_core.damage.metrics import DAMAGE_CLASS_NAMES
+from ..rsedit_core.loading import DTYPES
+from .comfy_models import ComfyModule
+
+DAMAGE_FOLDER = "changestar"
+EXTENSIONS = (".pth", ".pt", ".safetensors")
+RSEditDamageModel = io.Custom("RSEDIT_DAMAGE_MODEL")
+CATEGORY = "RSEdit/damage"
+
+
+def register_damage_folder() -> None:
+    folder_paths.add_model_folder_path(DAMAGE_FOLDER, os.path.join(folder_paths.models_dir, DAMAGE_FOLDER))
+
+
+def list_damage_models() -> list[str]:
+    try:
+        names = folder_paths.get_filename_list(DAMAGE_FOLDER)
+    except KeyError:
+        return []
+    return sorted(name for name in names if name.lower().endswith(EXTENSIONS))
+
+
+class RSEditDamageLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RSEditDamageLoader",
+            display_name="RSEdit Damage Model Loader",
+            category=CATEGORY,
+            description="Loads the ChangeStar1x256 building-damage model (Changen2, xView2) from models/changestar.",
+            inputs=[
+                io.Combo.Input(
+                    "checkpoint",
+                    options=list_damage_models(),
+                    tooltip="A ChangeStar1x256 checkpoint (.pth or .safetensors) in models/changestar.",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=["auto", *DTYPES],
+                    default="auto",
+                    tooltip="auto: fp16 on a GPU, fp32 on the CPU; fp16/bf16 halve memory and time on GPUs.",
+                ),
+            ],
+            outputs=[RSEditDamageModel.Output(display_name="damage_model")],
+        )
+
+    @classmethod
+    def execute(cls, checkpoint: str, dtype: str = "auto") -> io.NodeOutput:
+        if dtype == "auto":
+            dtype = "fp16" if mm.get_torch_device().type == "cuda" else "fp32"
+        path = folder_paths.get_full_path_or_raise(DAMAGE_FOLDER, checkpoint)
+        model = load_damage_model(path, device=mm.unet_offload_device(), dtype=DTYPES[dtype])
+        return io.NodeOutput(ComfyModule.wrap(model))
+
+
+def _ground_truth(image, mask, batch: int):
+    """The ground-truth class map ``(B, H, W)`` from an IMAGE or MASK input (one map serves a batch)."""
+    source = image if image is not None else mask
+    if source is None:
+        return None
+    maps = np.stack([read_damage_map(item) for item in source])
+    return np.repeat(maps, batch, axis=0) if maps.shape[0] == 1 and batch > 1 else maps
+
+
+def _report(result, scores) -> str:
+    fractions = result.class_fractions()
+    building = 1.0 - fractions["background"]
+    lines = [f"building pixels: {building:.1%} of the scene"]
+    if building > 0:
+        lines += [f"  {name}: {fractions[name] / building:.1%} of buildings" for name in DAMAGE_CLASS_NAMES[1:]]
+    lines += result.notes
+    if scores is not None:
+        per_class = ", ".join(f"{name} {value:.4f}" for name, value in scores.per_class.items())
+        lines += [
+            f"F1_loc {scores.f1_loc:.4f}  F1_dam {scores.f1_dam:.4f}  score {scores.score:.4f}",
+            f"per-class F1: {per_class}",
+            f"weighted F1 {scores.f1_weighted:.4f}",
+        ]
+    return "\n".join(lines)
+
+
+class RSEditDamageAssessment(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RSEditDamageAssessment",
+            display_name="RSEdit Damage Assessment",
+            category=CATEGORY,
+            description="Maps buildings and their damage (no / minor / major / destroyed) between a pre and a post "
+            "image with ChangeStar1x256; with a ground-truth map it reports xView2 F1 scores.",
+            inputs=[
+                RSEditDamageModel.Input("damage_model", tooltip="From RSEdit Damage Model Loader."),
+                io.Image.Input("pre", tooltip="The pre-disaster scene (the edit's source)."),
+                io.Image.Input("post", tooltip="The post-disaster scene, usually the edited image; same size as pre."),
+                io.Image.Input(
+                    "ground_truth",
+                    optional=True,
+                    tooltip="Optional 0-4 damage PNG loaded with Load Image: its red channel x 255 gives the classes "
+                    "(0 background, 1 no, 2 minor, 3 major, 4 destroyed; 255 unclassified, ignored).",
+                ),
+                io.Mask.Input(
+                    "ground_truth_mask",
+                    optional=True,
+                    tooltip="Alternative to ground_truth: the same PNG loaded as a mask (Load Image (as Mask), red).",
+                ),
+                io.Int.Input(
+                    "tile",
+                    default=1024,
+                    min=64,
+                    max=4096,
+                    step=32,
+                    tooltip="Largest side run at once; larger scenes are tiled (1024 = the xView2 training tiles).",
+                ),
+            ],
+            outputs=[
+                io.Image.Output(display_name="overlay"),
+                io.Image.Output(display_name="damage_map"),
+                io.Mask.Output(display_name="no_damage"),
+                io.Mask.Output(display_name="minor_damage"),
+                io.Mask.Output(display_name="major_damage"),
+                io.Mask.Output(display_name="destroyed"),
+                io.String.Output(display_name="report"),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls, damage_model, pre, post, ground_truth=None, ground_truth_mask=None, tile: int = 1024
+    ) -> io.NodeOutput:
+        damage_model.load()
+        pre_rgb, post_rgb = pre[..., :3].movedim(-1, 1), post[..., :3].movedim(-1, 1)
+        result = assess(damage_model.model, pre_rgb, post_rgb, tile=tile, overlap=min(128, tile // 4))
+        truth = _ground_truth(ground_truth, ground_truth_mask, result.damage.shape[0])
+        scores = None if truth is None else damage_scores(result.damage.numpy(), truth)
+        masks = [(result.damage == c).float() for c in range(1, 5)]
+        report = _report(result, scores)
+        return io.NodeOutput(
+            overlay(post_rgb, result.damage).movedim(1, -1),
+            colour_map(result.damage).movedim(1, -1),
+            *masks,
+            report,
+            ui=ui.PreviewText(report),
+        )
+
+
+NODES = [RSEditDamageLoader, RSEditDamageAssessment]
