@@ -230,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("rsedit_demo.png"), help="Output PNG (default rsedit_demo.png).")
     _add_sampling_args(demo, steps=50)
     demo.set_defaults(func=cmd_demo)
+
+    from .cli_damage import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    if args.num_images < 1 or args.steps < 1:
+    if getattr(args, "num_images", 1) < 1 or getattr(args, "steps", 1) < 1:
         print("rsedit: error: --steps and --num-images must be >= 1", file=sys.stderr)
         return 2
     try:
