@@ -11,7 +11,7 @@ import torch
 from .loading import EditorModel
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def fit_latent_to_rgb(model: EditorModel, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit ``(A [3, C], b [3])`` mapping scaled latents to RGB in ``-1..1`` for this VAE."""
     if "preview_map" in model.cache:

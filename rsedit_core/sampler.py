@@ -89,7 +89,7 @@ def _out_of_memory(e: BaseException, what: str) -> OutOfMemoryError:
     )
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def encode_source(model: EditorModel, images: torch.Tensor, size_policy: str = "pad") -> SourceLatents:
     """Encode source images ``[B, C, H, W]`` in ``0..1`` (C = 1, 3 or 4) to the source latent.
 
@@ -127,7 +127,7 @@ def _step_kwargs(scheduler, generator: torch.Generator) -> dict:
     return kwargs
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def sample(
     model: EditorModel,
     text: TextConditioning,
@@ -179,7 +179,7 @@ def sample(
     return latents
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def decode(model: EditorModel, latents: torch.Tensor, geometry: Geometry | None = None) -> torch.Tensor:
     """Decode scaled latents to ``[N, 3, H, W]`` float32 in ``0..1``, one image at a time to
     bound memory, and undo the source's size policy."""

@@ -85,7 +85,7 @@ def count_tokens(model: EditorModel, prompt: str) -> TokenReport:
     return TokenReport(len(ids), capacity, dropped_text)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def embed_prompts(model: EditorModel, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``last_hidden_state`` of each prompt ``(len(prompts), L, width)`` in the encoder's dtype,
     and the attention mask ``(len(prompts), L)`` for T5 (``None`` for CLIP, which uses none)."""

@@ -74,7 +74,7 @@ def _run(model: ChangeStar1x256, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return out.building_prob.float(), out.change_prob.float()
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def assess(
     model: ChangeStar1x256,
     pre: torch.Tensor,
