@@ -22,7 +22,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from harness import add_worker_args, print_comparison, run_side, worker_main  # noqa: E402
+from harness import add_worker_args, measure_sides, print_comparison, worker_main  # noqa: E402
 
 
 def normalised_input(size: int) -> torch.Tensor:
@@ -84,20 +84,10 @@ def main() -> None:
         tmp = Path(tmp)
         torch.manual_seed(0)
         save_file(ChangeStar1x256().state_dict(), str(tmp / "changestar.safetensors"))
-        results = {}
-        for side, python in (("ours", sys.executable), ("torchange", args.torchange_python)):
-            options = {
-                "--worker": side,
-                "--model-dir": tmp,
-                "--out": tmp / f"{side}.pt",
-                "--size": args.size,
-                "--passes": args.passes,
-                "--repeats": args.repeats,
-            }
-            results[side] = {}
-            for measure in ("time", "memory"):
-                print(f"{side}: {measure} ...", flush=True)
-                results[side].update(run_side(python, Path(__file__), options, measure))
+        options = {"--model-dir": tmp, "--size": args.size, "--passes": args.passes, "--repeats": args.repeats}
+        results = measure_sides(
+            Path(__file__), {"ours": sys.executable, "torchange": args.torchange_python}, options, tmp
+        )
         diff = (torch.load(tmp / "ours.pt") - torch.load(tmp / "torchange.pt")).abs().max().item()
     title = f"ChangeStar1x256 (ViT-B, s1c5), ours vs torchange: {args.size} px, CPU fp32, random weights"
     print_comparison(title, results["ours"], results["torchange"], unit="s/forward")

@@ -23,7 +23,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "tests")]
 
-from harness import add_worker_args, print_comparison, run_side, worker_main  # noqa: E402
+from harness import add_worker_args, measure_sides, print_comparison, worker_main  # noqa: E402
 
 PROMPT = "flood the coastal area; buildings near the shore collapse, roads inland stay unchanged"
 TEXT_CFG, IMAGE_CFG, SEED = 4.5, 1.5, 42
@@ -106,20 +106,9 @@ def main() -> None:
         tmp = Path(tmp)
         print(f"building a random {args.model} PixArt folder ...", flush=True)
         folder = save_tiny_dit(tmp / "dit", transformer_config=XL2_CONFIG if args.model == "xl" else None)
-        results = {}
-        for side in ("ours", "reference"):
-            options = {
-                "--worker": side,
-                "--model-dir": folder,
-                "--out": tmp / f"{side}.pt",
-                "--size": args.size,
-                "--steps": args.steps,
-                "--repeats": args.repeats,
-            }
-            results[side] = {}
-            for measure in ("time", "memory"):
-                print(f"{side}: {measure} ...", flush=True)
-                results[side].update(run_side(sys.executable, Path(__file__), options, measure))
+        options = {"--model-dir": folder, "--size": args.size, "--steps": args.steps, "--repeats": args.repeats}
+        sides = {"ours": sys.executable, "reference": sys.executable}
+        results = measure_sides(Path(__file__), sides, options, tmp)
         diff = (torch.load(tmp / "ours.pt") - torch.load(tmp / "reference.pt")).abs().max().item()
     title = (
         f"RSEdit DiT sampler vs the reference loop: PixArt {args.model}, {args.size}x{args.size}, {args.steps} steps, "

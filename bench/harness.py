@@ -122,6 +122,19 @@ def run_side(python: str, script: Path, options: dict, measure: str) -> dict:
     return json.loads(lines[-1])
 
 
+def measure_sides(script: Path, sides: dict[str, str], options: dict, out_dir: Path) -> dict[str, dict]:
+    """Time, then memory-profile, each side (``name -> interpreter``) in fresh processes; each
+    worker saves its output to ``out_dir/<name>.pt``."""
+    results: dict[str, dict] = {}
+    for side, python in sides.items():
+        side_options = {"--worker": side, "--out": out_dir / f"{side}.pt", **options}
+        results[side] = {}
+        for measure in ("time", "memory"):
+            print(f"{side}: {measure} ...", flush=True)
+            results[side].update(run_side(python, script, side_options, measure))
+    return results
+
+
 def ratio_line(name: str, ours: float, reference: float, goal: float = 1.0) -> str:
     ratio = ours / reference if reference > 0 else float("inf")
     return f"{name} ratio (ours/reference): {ratio:.3f}  goal <= {goal}"
