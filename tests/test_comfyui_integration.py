@@ -68,8 +68,9 @@ DIT = "RSEdit-DiT-tiny"
 
 
 @pytest.fixture(scope="module")
-def rsedit_comfyui(tmp_path_factory, tiny_editor_dir, tiny_dit_dir) -> ComfyUIClient:
-    """A server with this pack in a custom-node folder and the tiny editors in an rsedit folder."""
+def rsedit_comfyui(tmp_path_factory, tiny_editor_dir, tiny_dit_dir, damage_checkpoint) -> ComfyUIClient:
+    """A server with this pack in a custom-node folder, the tiny editors in an rsedit folder and a
+    random ChangeStar1x256 in a changestar folder."""
     import shutil
 
     custom_nodes = tmp_path_factory.mktemp("custom_nodes")
@@ -77,8 +78,11 @@ def rsedit_comfyui(tmp_path_factory, tiny_editor_dir, tiny_dit_dir) -> ComfyUICl
     models = tmp_path_factory.mktemp("rsedit_models")
     shutil.copytree(tiny_editor_dir, models / MODEL)
     shutil.copytree(tiny_dit_dir, models / DIT)
+    changestar = tmp_path_factory.mktemp("changestar")
+    shutil.copy(damage_checkpoint, changestar / damage_checkpoint.name)
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    with start_comfyui(os.environ["COMFYUI_DIR"], python, custom_nodes, {"rsedit": models}) as client:
+    paths = {"rsedit": models, "changestar": changestar}
+    with start_comfyui(os.environ["COMFYUI_DIR"], python, custom_nodes, paths) as client:
         yield client
 
 
@@ -154,3 +158,21 @@ def test_dit_graph_runs_through_prompt(rsedit_comfyui):
     assert len(entry["outputs"]["6"]["images"]) == 2
     assert "token concatenation" in entry["outputs"]["4"]["text"][0]
     assert "88x72 -> 96x80 (pad" in entry["outputs"]["4"]["text"][0]
+
+
+def test_edit_then_damage_assessment(rsedit_comfyui, damage_checkpoint):
+    graph = unet_graph()
+    graph["5"]["inputs"]["variations"] = 1
+    graph["10"] = {
+        "class_type": "RSEditDamageLoader",
+        "inputs": {"checkpoint": damage_checkpoint.name, "dtype": "auto"},
+    }
+    graph["11"] = {
+        "class_type": "RSEditDamageAssessment",
+        "inputs": {"damage_model": ["10", 0], "pre": ["3", 0], "post": ["5", 0], "tile": 1024},
+    }
+    graph["12"] = {"class_type": "PreviewImage", "inputs": {"images": ["11", 0]}}
+    entry = rsedit_comfyui.run(graph, timeout=300)
+    assert entry["status"]["status_str"] == "success", rsedit_comfyui.log()[-3000:]
+    assert "building pixels" in entry["outputs"]["11"]["text"][0]
+    assert len(entry["outputs"]["12"]["images"]) == 1
