@@ -221,3 +221,14 @@ def test_text_encoder_swap_refused_for_dit(tiny_dit_dir, tmp_path):
 def test_nan_guidance_refused(tiny_dit):
     with pytest.raises(InputError, match="finite"):
         edit_images(tiny_dit, torch.rand(1, 3, 64, 64), PROMPT, settings=EditSettings(text_cfg=math.inf))
+
+
+def test_variations_and_batches_group_by_source(tiny_dit):
+    sources = torch.rand(2, 3, 64, 80, generator=torch.Generator().manual_seed(3))
+    result = edit_images(tiny_dit, sources, PROMPT, settings=EditSettings(steps=2, num_variations=2))
+    assert result.images.shape == (4, 3, 64, 80) and result.latents.shape == (4, 4, 8, 10)
+    assert not torch.allclose(result.images[0], result.images[1])
+    # Outputs are grouped by source: the first two are source 0's variations (the CPU generator
+    # draws the batch's noise in order, so a run of source 0 alone reproduces them).
+    single = edit_images(tiny_dit, sources[:1], PROMPT, settings=EditSettings(steps=2, num_variations=2))
+    assert (single.images - result.images[:2]).abs().max().item() < 1e-5
