@@ -88,3 +88,43 @@ def damage_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("changestar") / "changestar1x256_random.safetensors"
     save_file(state, str(path))
     return path
+
+
+def edit_graph(
+    model: str,
+    image_node: dict,
+    instruction: str,
+    *,
+    steps: int = 3,
+    seed: int = 42,
+    text_cfg: float = 7.5,
+    variations: int = 1,
+) -> dict:
+    """An API-format graph: node "3" gives the source IMAGE; loader "1", text "2", source "4",
+    sampler "5" (IMAGE, LATENT)."""
+    return {
+        "1": {"class_type": "RSEditLoader", "inputs": {"model": model, "dtype": "auto"}},
+        "2": {
+            "class_type": "RSEditTextEncode",
+            "inputs": {"rsedit_model": ["1", 0], "instruction": instruction, "negative": ""},
+        },
+        "3": image_node,
+        "4": {
+            "class_type": "RSEditSourceConditioning",
+            "inputs": {"rsedit_model": ["1", 0], "image": ["3", 0], "size_policy": "pad"},
+        },
+        "5": {
+            "class_type": "RSEditSampler",
+            "inputs": {
+                "rsedit_model": ["1", 0],
+                "conditioning": ["2", 0],
+                "source": ["4", 0],
+                "seed": seed,
+                "steps": steps,
+                "text_cfg": text_cfg,
+                "image_cfg": 1.5,
+                "scheduler": "default",
+                "variations": variations,
+            },
+        },
+    }

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from comfyui_server import ComfyUIClient, ComfyUIValidationError, start_comfyui
+from conftest import edit_graph
 
 pytestmark = [
     pytest.mark.comfyui,
@@ -88,38 +89,15 @@ def rsedit_comfyui(tmp_path_factory, tiny_editor_dir, tiny_dit_dir, damage_check
 
 def unet_graph(model: str = MODEL, steps: int = 3) -> dict:
     """EmptyImage (native) -> our four nodes -> PreviewImage, and LATENT -> LatentUpscaleBy -> SaveLatent."""
-    return {
-        "1": {"class_type": "RSEditLoader", "inputs": {"model": model, "dtype": "auto"}},
-        "2": {
-            "class_type": "RSEditTextEncode",
-            "inputs": {"rsedit_model": ["1", 0], "instruction": "flood the coastal area", "negative": ""},
-        },
-        "3": {"class_type": "EmptyImage", "inputs": {"width": 96, "height": 72, "batch_size": 1, "color": 0x336699}},
-        "4": {
-            "class_type": "RSEditSourceConditioning",
-            "inputs": {"rsedit_model": ["1", 0], "image": ["3", 0], "size_policy": "pad"},
-        },
-        "5": {
-            "class_type": "RSEditSampler",
-            "inputs": {
-                "rsedit_model": ["1", 0],
-                "conditioning": ["2", 0],
-                "source": ["4", 0],
-                "seed": 42,
-                "steps": steps,
-                "text_cfg": 7.5,
-                "image_cfg": 1.5,
-                "scheduler": "default",
-                "variations": 2,
-            },
-        },
-        "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}},
-        "7": {
-            "class_type": "LatentUpscaleBy",
-            "inputs": {"samples": ["5", 1], "upscale_method": "nearest-exact", "scale_by": 2.0},
-        },
-        "8": {"class_type": "SaveLatent", "inputs": {"samples": ["7", 0], "filename_prefix": "rsedit/test"}},
+    empty = {"class_type": "EmptyImage", "inputs": {"width": 96, "height": 72, "batch_size": 1, "color": 0x336699}}
+    graph = edit_graph(model, empty, "flood the coastal area", steps=steps, variations=2)
+    graph["6"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}
+    graph["7"] = {
+        "class_type": "LatentUpscaleBy",
+        "inputs": {"samples": ["5", 1], "upscale_method": "nearest-exact", "scale_by": 2.0},
     }
+    graph["8"] = {"class_type": "SaveLatent", "inputs": {"samples": ["7", 0], "filename_prefix": "rsedit/test"}}
+    return graph
 
 
 def test_rsedit_nodes_listed_with_tooltips(rsedit_comfyui):

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 from comfy_double import reset_comfy_double
+from conftest import edit_graph
 
 PROMPT = "flood the coastal area, keep the roads"
 
@@ -31,32 +32,8 @@ def comfy(pack, tmp_path, tiny_editor_dir, tiny_dit_dir):
 
 
 def graph(steps: int = 3, seed: int = 42, model: str = UNET, text_cfg: float = 7.5) -> dict:
-    return {
-        "1": {"class_type": "RSEditLoader", "inputs": {"model": model, "dtype": "auto"}},
-        "2": {
-            "class_type": "RSEditTextEncode",
-            "inputs": {"rsedit_model": ["1", 0], "instruction": PROMPT, "negative": ""},
-        },
-        "3": {"class_type": "ImageInput", "inputs": {}},
-        "4": {
-            "class_type": "RSEditSourceConditioning",
-            "inputs": {"rsedit_model": ["1", 0], "image": ["3", 0], "size_policy": "pad"},
-        },
-        "5": {
-            "class_type": "RSEditSampler",
-            "inputs": {
-                "rsedit_model": ["1", 0],
-                "conditioning": ["2", 0],
-                "source": ["4", 0],
-                "seed": seed,
-                "steps": steps,
-                "text_cfg": text_cfg,
-                "image_cfg": 1.5,
-                "scheduler": "default",
-                "variations": 1,
-            },
-        },
-    }
+    image = {"class_type": "ImageInput", "inputs": {}}
+    return edit_graph(model, image, PROMPT, steps=steps, seed=seed, text_cfg=text_cfg)
 
 
 def _image_node(image):
