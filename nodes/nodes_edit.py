@@ -106,10 +106,16 @@ class RSEditTextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, rsedit_model: ComfyEditor, instruction: str, negative: str = "") -> io.NodeOutput:
-        rsedit_model.load("text_encoder")
-        text = encode_text(rsedit_model.model, instruction, negative)
-        # Encodings are cached on the model; the encoder (T5-XXL for the DiT) is not needed again.
-        rsedit_model.offload("text_encoder")
+        loaded = []
+
+        def bring_encoder() -> None:
+            rsedit_model.load("text_encoder")
+            loaded.append(True)
+
+        text = encode_text(rsedit_model.model, instruction, negative, before_encoding=bring_encoder)
+        if loaded:
+            # Encodings are cached on the model; the encoder (T5-XXL for the DiT) is not needed again.
+            rsedit_model.offload("text_encoder")
         return io.NodeOutput(text, ui=ui.PreviewText(f"instruction: {text.report.summary()}"))
 
 

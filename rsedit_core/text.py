@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -104,17 +105,22 @@ def embed_prompts(model: EditorModel, prompts: list[str]) -> tuple[torch.Tensor,
     return model.text_encoder(tokens.input_ids.to(device))[0], None
 
 
-def encode_text(model: EditorModel, prompt: str, negative_prompt: str = "") -> TextConditioning:
+def encode_text(
+    model: EditorModel, prompt: str, negative_prompt: str = "", before_encoding: Callable[[], None] | None = None
+) -> TextConditioning:
     """Encode an edit instruction and its negative prompt (``""``, the paper's, by default).
 
-    Encodings are cached on the model per (prompt, encoder) so re-running a graph with the same
-    text costs nothing.
+    Encodings are cached on the model per (prompt, negative prompt), so re-running a graph with
+    the same text costs nothing; ``before_encoding`` runs only when the encoder is actually needed
+    (ComfyUI uses it to bring the encoder to the GPU).
     """
     if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
         raise TypeError("prompt and negative_prompt must be strings")
     key = ("text", prompt, negative_prompt)
     if key in model.cache:
         return model.cache[key]
+    if before_encoding is not None:
+        before_encoding()
     report = count_tokens(model, prompt)
     if report.dropped:
         logger.warning("Instruction truncated to %d tokens: %s", report.capacity, report.summary())

@@ -198,3 +198,18 @@ def test_mixed_loaders_say_what_to_connect(comfy, scene):
     message = info.value.message["exception_message"]
     assert "encoded for a U-Net editor but the sampler has a DiT editor" in message
     assert "Connect the same RSEdit Loader" in message
+
+
+def test_cached_instruction_does_not_reload_the_encoder(comfy):
+    """ComfyUI keeps the loader's output between runs; a repeated instruction must not bring the
+    text encoder (T5-XXL for the DiT) back to the GPU."""
+    import comfy.model_management as mm
+    from comfy_double.runner import run_node
+
+    model = run_node(comfy["RSEditLoader"], model=UNET, dtype="fp32")[0]
+    first = run_node(comfy["RSEditTextEncode"], rsedit_model=model, instruction=PROMPT, negative="")[0]
+    mm.load_calls.clear()
+    second = run_node(comfy["RSEditTextEncode"], rsedit_model=model, instruction=PROMPT, negative="")[0]
+    assert second is first and mm.load_calls == []
+    run_node(comfy["RSEditTextEncode"], rsedit_model=model, instruction="burn the forest", negative="")
+    assert len(mm.load_calls) == 1
