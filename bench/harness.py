@@ -143,7 +143,7 @@ def ratio_line(name: str, ours: float, reference: float, goal: float = 1.0) -> s
     return f"{name} ratio (ours/reference): {ratio:.3f}  goal <= {goal}"
 
 
-def print_comparison(title: str, ours: dict, reference: dict, unit: str = "s/step") -> None:
+def print_comparison(title: str, ours: dict, reference: dict, unit: str = "s/step", goal: float = 1.0) -> None:
     """Print both sides, the time and memory ratios, and a warning when the machine was busy."""
     print(f"\n{title}")
     print(f"{'':<22}{'ours':>12}{'reference':>12}")
@@ -152,10 +152,10 @@ def print_comparison(title: str, ours: dict, reference: dict, unit: str = "s/ste
     if "peak_cuda_mb" in ours:
         print(f"{'peak CUDA MB (run)':<22}{ours['peak_cuda_mb']:>12.1f}{reference['peak_cuda_mb']:>12.1f}")
     print(f"{'RSS before run MB':<22}{ours['rss_before_mb']:>12.1f}{reference['rss_before_mb']:>12.1f}")
-    print(ratio_line(f"time ({unit})", ours["s_per_step"], reference["s_per_step"]))
-    print(ratio_line("peak memory (RSS)", ours["peak_rss_mb"], reference["peak_rss_mb"]))
+    print(ratio_line(f"time ({unit})", ours["s_per_step"], reference["s_per_step"], goal))
+    print(ratio_line("peak memory (RSS)", ours["peak_rss_mb"], reference["peak_rss_mb"], goal))
     if "peak_cuda_mb" in ours:
-        print(ratio_line("peak memory (CUDA)", ours["peak_cuda_mb"], reference["peak_cuda_mb"]))
+        print(ratio_line("peak memory (CUDA)", ours["peak_cuda_mb"], reference["peak_cuda_mb"], goal))
     busy = max(ours["other_cpu_share"], reference["other_cpu_share"])
     # /proc/stat counts 10 ms ticks: ignore the odd tick on sub-second runs.
     if busy > 0.05 and max(ours["other_cpu_s"], reference["other_cpu_s"]) > 0.5:

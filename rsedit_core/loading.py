@@ -223,13 +223,18 @@ def _pixart_refusal(root: Path, config: dict) -> str | None:
     return None
 
 
-def describe_backbone(root: Path) -> tuple[str, dict]:
-    """Read the backbone kind from the configs: ``("unet", config)`` or ``("dit", config)``."""
+def describe_backbone(root: Path, text_to_image_ok: bool = False) -> tuple[str, dict]:
+    """Read the backbone kind from the configs: ``("unet", config)`` or ``("dit", config)``.
+
+    ``text_to_image_ok`` accepts a 4-channel text-to-image U-Net (a fine-tuning base).
+    """
     if (root / "unet" / "config.json").is_file():
         config = read_config(root / "unet" / "config.json")
         if config.get("_class_name") not in (None, "UNet2DConditionModel"):
             raise ModelFormatError(f"{root / 'unet'} holds a {config.get('_class_name')}, not a UNet2DConditionModel.")
         channels = config.get("in_channels")
+        if channels == 4 and text_to_image_ok:
+            return "unet", config
         if channels == 4:
             raise ModelFormatError(
                 f"{root} is a text-to-image model (its U-Net takes 4 input channels), not an editor. "
@@ -320,6 +325,7 @@ def load_editor(
     text_encoder: str | os.PathLike | None = None,
     position_table: str = "effective",
     t5_max_length: int = 120,
+    text_to_image_ok: bool = False,
 ) -> EditorModel:
     """Load an RSEdit editor: a U-Net (channel concatenation, CLIP text) or a PixArt DiT (token
     concatenation, T5 text), as the folder's configs say.
@@ -328,7 +334,8 @@ def load_editor(
     on its own. ``text_encoder`` swaps the U-Net's encoder: a raw Long-CLIP/DGTRS-CLIP ``.pt`` or
     an HF ``CLIPTextModel`` folder of the U-Net's cross-attention width. ``position_table``
     applies to ``.pt`` files (see :mod:`rsedit_core.longclip`). ``t5_max_length`` is the T5
-    token budget (PixArt's 120).
+    token budget (PixArt's 120). ``text_to_image_ok`` also reads a plain text-to-image SD folder
+    (a fine-tuning base whose U-Net still has 4 input channels).
     """
     from diffusers import AutoencoderKL, PixArtTransformer2DModel, UNet2DConditionModel
     from transformers import CLIPTextModel, T5EncoderModel
@@ -336,10 +343,16 @@ def load_editor(
     torch_dtype = _torch_dtype(dtype)
     text_dtype = _torch_dtype(text_encoder_dtype) if text_encoder_dtype is not None else torch_dtype
     root = resolve_model_dir(spec, subfolder, search_dirs, allow_download)
-    kind, config = describe_backbone(root)
+    kind, config = describe_backbone(root, text_to_image_ok)
     for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
         if not (root / part).is_dir():
-            raise ModelFormatError(f"{root} has no {part}/ folder. Expected {_EDITOR_LAYOUT}.")
+            hint = (
+                " It is a training checkpoint, which holds only the trained model: load the run's output "
+                "folder (complete when training ends)."
+                if (root / "training_state.json").is_file()
+                else ""
+            )
+            raise ModelFormatError(f"{root} has no {part}/ folder. Expected {_EDITOR_LAYOUT}.{hint}")
     if kind == "dit" and text_encoder is not None:
         raise InputError("A DiT editor uses its own T5 encoder; --text-encoder swaps apply to U-Net editors only.")
     source = "folder"

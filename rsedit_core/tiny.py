@@ -9,6 +9,7 @@ weights are noise: they exercise the code path, never the quality of an edit.
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -202,6 +203,29 @@ def save_tiny_editor(
         requires_safety_checker=False,
     )
     pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def save_tiny_text_to_image(directory: str | Path, *, seed: int = 0, max_positions: int = 77) -> Path:
+    """A random text-to-image Stable Diffusion folder laid out as ``runwayml/stable-diffusion-v1-5``
+    (``StableDiffusionPipeline``, 4-channel U-Net, PNDM scheduler): a fine-tuning base."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    directory = Path(directory)
+    editor = save_tiny_editor(directory / "_editor_parts", seed=seed, max_positions=max_positions, in_channels=4)
+    parts = StableDiffusionPipeline.from_pretrained(editor, safety_checker=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=parts.vae,
+        text_encoder=parts.text_encoder,
+        tokenizer=parts.tokenizer,
+        unet=UNet2DConditionModel.from_pretrained(editor / "unet"),
+        scheduler=PNDMScheduler(**sd_scheduler_config(), skip_prk_steps=True),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    shutil.rmtree(directory / "_editor_parts")
     return directory
 
 

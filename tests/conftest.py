@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rsedit_core.loading import load_editor
-from rsedit_core.tiny import save_tiny_dit, save_tiny_editor
+from rsedit_core.tiny import save_tiny_dit, save_tiny_editor, save_tiny_text_to_image
 
 CUSTOM_CODE_MARKER = "RSEDIT_CUSTOM_PIPELINE_RAN"
 
@@ -20,6 +20,37 @@ CUSTOM_CODE_MARKER = "RSEDIT_CUSTOM_PIPELINE_RAN"
 @pytest.fixture(scope="session")
 def tiny_editor_dir(tmp_path_factory):
     return save_tiny_editor(tmp_path_factory.mktemp("models") / "tiny-rsedit", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    """A text-to-image SD folder (4-channel U-Net, PNDM): a fine-tuning base."""
+    return save_tiny_text_to_image(tmp_path_factory.mktemp("models") / "tiny-sd", seed=0)
+
+
+def write_pairs(root: Path, count: int, size: int = 64, seed: int = 0, test_pairs: int = 0) -> Path:
+    """An RSCC-layout folder: ``images/`` with random pre/post PNGs, ``RSCC_qvq.jsonl`` with
+    relative paths and captions, and the last ``test_pairs`` listed in ``test_set.txt``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(count):
+        for when in ("pre", "post"):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "images" / f"tile{i:03d}_{when}_disaster.png")
+        record = {
+            "pre_image": f"images/tile{i:03d}_pre_disaster.png",
+            "post_image": f"images/tile{i:03d}_post_disaster.png",
+            "change_caption": f"{i + 2} buildings in the north are destroyed, roads stay intact",
+        }
+        lines.append(json.dumps(record))
+    (root / "RSCC_qvq.jsonl").write_text("\n".join(lines) + "\n")
+    if test_pairs:
+        listed = [json.loads(line)["pre_image"] for line in lines[-test_pairs:]]
+        (root / "test_set.txt").write_text("\n".join(listed) + "\n")
+    return root
 
 
 @pytest.fixture(scope="session")

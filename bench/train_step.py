@@ -1,0 +1,221 @@
+"""Benchmark one training optimisation step of training/train.py against a plain-PyTorch step.
+
+Both sides load the same random editor (a small 8-channel U-Net, the tiny test VAE and text
+encoder) and train on the same batch of 64 px pairs, each measurement in its own fresh process
+(see harness.py). "ours" is the script's own ``StepRunner`` (accelerate, Prodigy, grad clip,
+diffusers' EMAModel); "reference" is the same step written out in plain PyTorch below, drawing
+its random numbers in the same order, so the trained weights must agree. Prints seconds per
+step, peak memory, the ours / reference ratios (goal <= 1.05) and the largest weight difference.
+
+    python bench/train_step.py                  # small U-Net, 64 px, batch 4, 10 steps, CPU fp32
+    python bench/train_step.py --steps 3        # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]
+
+from harness import add_worker_args, measure_sides, print_comparison, worker_main  # noqa: E402
+
+CAPTIONS = [
+    "flood water covers the coastal blocks; 12 buildings are destroyed, roads stay",
+    "wildfire burns the forest east of the river",
+    "new houses are built on the empty lots",
+    "",
+]
+DROPOUT, CLIP, EMA_DECAY = 0.05, 1.0, 0.9999
+
+# A small SD-style U-Net: three resolutions, cross-attention at the first two.
+SMALL_UNET_CONFIG = {
+    "sample_size": 8,
+    "in_channels": 8,
+    "out_channels": 4,
+    "block_out_channels": (64, 128, 256),
+    "layers_per_block": 2,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
+
+
+def batch(size: int, count: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "pre": torch.rand(count, 3, size, size, generator=g) * 2 - 1,
+        "post": torch.rand(count, 3, size, size, generator=g) * 2 - 1,
+        "caption": [CAPTIONS[i % len(CAPTIONS)] for i in range(count)],
+    }
+
+
+def _train_script():
+    spec = importlib.util.spec_from_file_location("rsedit_train_script", ROOT / "training" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_ours(args, model_dir: Path, data: dict):
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    from rsedit_core.train.models import load_trainable
+    from rsedit_core.train.text_cache import TextEncoderFeed
+
+    script = _train_script()
+    accelerator = Accelerator(mixed_precision="no", cpu=True)
+    editor = load_trainable(model_dir, "unet").editor
+    options = SimpleNamespace(
+        optimizer="prodigy",
+        learning_rate=1.0,
+        betas=(0.9, 0.99),
+        weight_decay=0.01,
+        prodigy_d0=1e-5,
+        conditioning_dropout=DROPOUT,
+        max_grad_norm=CLIP,
+    )
+    denoiser = editor.denoiser
+    ema = EMAModel(denoiser.parameters(), decay=EMA_DECAY, model_cls=type(denoiser), model_config=denoiser.config)
+    optimizer = script.make_optimizer(options, denoiser.parameters())
+    schedule = get_scheduler("constant", optimizer=optimizer)
+    denoiser, optimizer, schedule = accelerator.prepare(denoiser, optimizer, schedule)
+    editor.denoiser = denoiser
+    noise = DDPMScheduler.from_config(editor.scheduler_config)
+    step = script.StepRunner(accelerator, editor, noise, optimizer, schedule, ema, TextEncoderFeed(editor), options)
+
+    def run(steps: int) -> torch.Tensor:
+        for _ in range(steps):
+            step(data)
+        return torch.cat([p.detach().flatten() for p in ema.shadow_params])
+
+    return run
+
+
+def make_reference(args, model_dir: Path, data: dict):
+    """The step from REFERENCE §1/§3 in plain PyTorch: no accelerate, no rsedit_core."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from prodigyopt import Prodigy
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    unet = UNet2DConditionModel.from_pretrained(model_dir / "unet").train()
+    vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval().requires_grad_(False)
+    encoder = CLIPTextModel.from_pretrained(model_dir / "text_encoder").eval().requires_grad_(False)
+    tokenizer = CLIPTokenizer.from_pretrained(model_dir / "tokenizer")
+    noise_scheduler = DDPMScheduler.from_pretrained(model_dir / "scheduler")
+    params = list(unet.parameters())
+    optimizer = Prodigy(
+        params, lr=1.0, betas=(0.9, 0.99), weight_decay=0.01, d0=1e-5, safeguard_warmup=True, use_bias_correction=True
+    )
+    shadow = [p.detach().clone() for p in params]
+    state = {"updates": 0}
+
+    def embed(texts):
+        ids = tokenizer(texts, padding="max_length", max_length=encoder.config.max_position_embeddings,
+                        truncation=True, return_tensors="pt").input_ids  # fmt: skip
+        with torch.no_grad():
+            return encoder(ids)[0]
+
+    empty = embed([""])
+
+    def step() -> None:
+        with torch.no_grad():
+            target = vae.encode(data["post"]).latent_dist.sample() * vae.config.scaling_factor
+            source = vae.encode(data["pre"]).latent_dist.mode()
+        text = embed(data["caption"])
+        n = target.shape[0]
+        noise = torch.randn_like(target)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (n,)).long()
+        noisy = noise_scheduler.add_noise(target, noise, t)
+        p = torch.rand(n)
+        text = torch.where((p < 2 * DROPOUT)[:, None, None], empty, text)
+        source = source * (~((p >= DROPOUT) & (p < 3 * DROPOUT))).float()[:, None, None, None]
+        pred = unet(torch.cat([noisy, source], 1), t, encoder_hidden_states=text).sample
+        F.mse_loss(pred.float(), noise.float()).backward()
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        # diffusers' EMA schedule: decay min(0.9999, (1 + k) / (10 + k)) at update k + 1, 0 at the first.
+        state["updates"] += 1
+        k = state["updates"] - 1
+        decay = 0.0 if k <= 0 else min(EMA_DECAY, (1 + k) / (10 + k))
+        with torch.no_grad():
+            for s, w in zip(shadow, params, strict=True):
+                s.sub_((1 - decay) * (s - w))
+
+    def run(steps: int) -> torch.Tensor:
+        for _ in range(steps):
+            step()
+        return torch.cat([s.flatten() for s in shadow])
+
+    return run
+
+
+def make_side(side: str, args: argparse.Namespace):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    data = batch(args.size, args.batch)
+    model_dir = Path(args.model_dir)
+    return make_ours(args, model_dir, data) if side == "ours" else make_reference(args, model_dir, data)
+
+
+def build_editor(directory: Path) -> Path:
+    from rsedit_core.tiny import save_tiny_editor
+
+    return save_tiny_editor(directory, unet_config=SMALL_UNET_CONFIG)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=64, help="training image side in px (multiple of 8)")
+    parser.add_argument("--batch", type=int, default=4, help="pairs per step")
+    parser.add_argument("--steps", type=int, default=10, help="optimisation steps per measured run")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per side (fastest kept)")
+    add_worker_args(parser)
+    args = parser.parse_args()
+    if args.size % 8 or args.size < 8 or args.batch < 1 or args.steps < 1 or args.repeats < 1 or args.threads < 0:
+        parser.error("need --size a positive multiple of 8, --batch/--steps/--repeats >= 1, --threads >= 0")
+    if args.worker:
+        worker_main(make_side(args.worker, args), args.steps, args.measure, args.repeats, Path(args.out))
+        return
+    with tempfile.TemporaryDirectory(prefix="rsedit-train-bench-") as tmp:
+        tmp = Path(tmp)
+        print("building a random small editor ...", flush=True)
+        folder = build_editor(tmp / "editor")
+        options = {
+            "--model-dir": folder,
+            "--size": args.size,
+            "--batch": args.batch,
+            "--steps": args.steps,
+            "--threads": args.threads,
+            "--repeats": args.repeats,
+        }
+        results = measure_sides(Path(__file__), {"ours": sys.executable, "reference": sys.executable}, options, tmp)
+        diff = (torch.load(tmp / "ours.pt") - torch.load(tmp / "reference.pt")).abs().max().item()
+    title = (
+        f"training/train.py optimisation step vs a plain-PyTorch step: small U-Net, {args.size}x{args.size}, "
+        f"batch {args.batch}, Prodigy + clip + EMA, CPU fp32, {results['ours']['threads']} threads, "
+        f"{args.steps} steps, best of {args.repeats}"
+    )
+    print_comparison(title, results["ours"], results["reference"], goal=1.05)
+    print(f"max abs diff of the EMA weights after the measured run: {diff:.3e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""The command line of ``training/train.py``: every flag, its help, and the checks after parsing."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ..errors import InputError
+
+PAPER_BATCH = 32
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="accelerate launch training/train.py",
+        description="Fine-tune an RSEdit editor on bi-temporal pairs. Defaults follow the paper's recipe.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    model = p.add_argument_group("model")
+    model.add_argument(
+        "--backbone",
+        choices=("unet", "dit"),
+        required=True,
+        help="unet: Stable Diffusion U-Net, channel concatenation; dit: PixArt-alpha 512, token concatenation.",
+    )
+    model.add_argument(
+        "--base",
+        required=True,
+        help="Base model folder or hub id: a text-to-image SD folder (conv_in is widened to 8 "
+        "channels), an RSEdit/InstructPix2Pix folder (continued), or a PixArt-alpha 512 folder.",
+    )
+    model.add_argument("--base-subfolder", default=None, help="Subfolder of --base holding the model, if any.")
+    model.add_argument(
+        "--text-encoder",
+        default=None,
+        help="U-Net only: swap the text encoder for a raw DGTRS-CLIP/Long-CLIP .pt or a "
+        "CLIPTextModel folder of the U-Net's cross-attention width (768 for SD-1.5).",
+    )
+    model.add_argument(
+        "--position-table",
+        choices=("effective", "plain"),
+        default="effective",
+        help="Which position table of a Long-CLIP .pt to use (see the README).",
+    )
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        required=True,
+        help="RSCC root (RSCC_qvq.jsonl + images), a folder of pairs with a CSV/JSONL, an "
+        "annotation file, a datasets.save_to_disk folder, or hf:<hub id>.",
+    )
+    data.add_argument("--annotation", default=None, help="Annotation file to read instead of the ones searched.")
+    data.add_argument(
+        "--exclude",
+        default=None,
+        help="File listing pre_image paths to leave out (default: <data>/test_set.txt if present).",
+    )
+    data.add_argument(
+        "--default-caption",
+        default=None,
+        help="Caption for records without one (default: such records are skipped and counted).",
+    )
+    data.add_argument(
+        "--skip-image-check",
+        action="store_true",
+        help="Do not open every image header before training (faster start on huge datasets).",
+    )
+    data.add_argument(
+        "--resolution",
+        type=_positive,
+        default=512,
+        help="Training size in pixels: images are resized (shorter side) and cropped to it.",
+    )
+    data.add_argument("--random-crop", action="store_true", help="Random (paired) crop instead of a centre crop.")
+    data.add_argument(
+        "--random-flip", action="store_true", help="Random horizontal and vertical flips, identical for pre and post."
+    )
+    data.add_argument("--dataloader-num-workers", type=int, default=4, help="Data loading worker processes.")
+    data.add_argument(
+        "--max-corrupt-fraction",
+        type=float,
+        default=0.01,
+        help="Stop when more than this share of drawn samples were unreadable images.",
+    )
+    data.add_argument(
+        "--text-embeddings-cache",
+        default=None,
+        help="Folder to pre-compute caption embeddings into (reused when valid); the text "
+        "encoder is then moved off the accelerator for the run.",
+    )
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--train-batch-size", type=_positive, default=4, help="Pairs per process per forward pass.")
+    opt.add_argument(
+        "--gradient-accumulation-steps",
+        type=_positive,
+        default=8,
+        help="Forward passes per optimisation step (4 x 8 = the paper's batch 32 on one GPU).",
+    )
+    opt.add_argument("--max-train-steps", type=_positive, default=30000, help="Optimisation steps to train for.")
+    opt.add_argument("--optimizer", choices=("prodigy", "adamw"), default="prodigy", help="Optimizer.")
+    opt.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Learning rate (default: 1.0 for Prodigy, which adapts its own step, 1e-4 for AdamW).",
+    )
+    opt.add_argument(
+        "--betas",
+        type=float,
+        nargs=2,
+        default=None,
+        help="Adam betas (default: 0.9 0.99 for Prodigy, 0.9 0.999 for AdamW).",
+    )
+    opt.add_argument("--weight-decay", type=float, default=0.01, help="Decoupled weight decay.")
+    opt.add_argument("--prodigy-d0", type=float, default=1e-5, help="Prodigy's initial step-size estimate.")
+    opt.add_argument(
+        "--lr-scheduler",
+        default="constant",
+        choices=("constant", "constant_with_warmup", "linear", "cosine"),
+        help="Learning-rate schedule.",
+    )
+    opt.add_argument("--lr-warmup-steps", type=int, default=0, help="Warm-up steps for the schedules that use them.")
+    opt.add_argument("--max-grad-norm", type=float, default=1.0, help="Gradient-norm clip (0 turns it off).")
+    opt.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay of the weights (0 turns EMA off).")
+    opt.add_argument(
+        "--conditioning-dropout",
+        type=float,
+        default=0.05,
+        help="q of the conditioning dropout: text dropped when p < 2q, source when q <= p < 3q.",
+    )
+    opt.add_argument(
+        "--mixed-precision",
+        choices=("no", "fp16", "bf16"),
+        default="bf16",
+        help="Autocast precision; the frozen VAE and text encoder are stored in it too.",
+    )
+    opt.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="Recompute activations in the backward pass: less memory, about 20-30%% slower.",
+    )
+    opt.add_argument("--no-tf32", action="store_true", help="Do not allow TF32 matmuls on Ampere+ GPUs.")
+    opt.add_argument("--seed", type=int, default=42, help="Seed of the data order, augmentation, noise and dropout.")
+    out = p.add_argument_group("checkpoints, logs and validation")
+    out.add_argument(
+        "--output-dir", required=True, help="Run folder: checkpoints, logs, validation images, and the final editor."
+    )
+    out.add_argument("--checkpointing-steps", type=_positive, default=500, help="Save a checkpoint every N steps.")
+    out.add_argument(
+        "--checkpoints-total-limit",
+        type=_positive,
+        default=None,
+        help="Keep only the newest N checkpoints (default: keep all).",
+    )
+    out.add_argument(
+        "--resume",
+        default=None,
+        help="'latest' (a fresh start if there is none), a checkpoint-N name or a checkpoint path.",
+    )
+    out.add_argument(
+        "--export-weights", choices=("ema", "raw"), default="ema", help="Which weights the final editor folder gets."
+    )
+    out.add_argument(
+        "--report-to",
+        choices=("tensorboard", "wandb", "none"),
+        default="tensorboard",
+        help="Tracker for loss, learning rate, Prodigy's d, throughput and memory.",
+    )
+    out.add_argument("--logging-steps", type=_positive, default=10, help="Throughput/memory logging interval.")
+    out.add_argument(
+        "--validation-data",
+        default=None,
+        help="Pairs to edit at each validation (same forms as --data; a 'mask' column gives "
+        "ground-truth damage maps for F1).",
+    )
+    out.add_argument("--validation-pairs", type=_positive, default=4, help="How many validation pairs to edit.")
+    out.add_argument("--validation-steps", type=_positive, default=500, help="Validate every N steps.")
+    out.add_argument("--validation-num-inference-steps", type=_positive, default=20, help="Sampling steps.")
+    out.add_argument(
+        "--damage-model",
+        default=None,
+        help="ChangeStar1x256 checkpoint: score validation edits with xView2 F1 (needs masks).",
+    )
+    return p
+
+
+def check_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill backbone- and optimizer-dependent defaults and refuse inconsistent settings."""
+    problems = []
+    multiple = 16 if args.backbone == "dit" else 8
+    if args.resolution % multiple:
+        problems.append(f"--resolution {args.resolution} must be a multiple of {multiple} for the {args.backbone}")
+    if args.backbone == "dit" and args.text_encoder:
+        problems.append("--text-encoder applies to the U-Net only; the DiT keeps PixArt's T5")
+    if not 0 <= args.conditioning_dropout <= 1 / 3:
+        problems.append(f"--conditioning-dropout {args.conditioning_dropout} must be within 0..1/3 (3q <= 1)")
+    if not 0 <= args.ema_decay < 1:
+        problems.append(f"--ema-decay {args.ema_decay} must be within [0, 1)")
+    if not 0 <= args.max_corrupt_fraction <= 1:
+        problems.append(f"--max-corrupt-fraction {args.max_corrupt_fraction} must be within 0..1")
+    if args.dataloader_num_workers < 0:
+        problems.append("--dataloader-num-workers must be >= 0")
+    if args.max_grad_norm < 0:
+        problems.append("--max-grad-norm must be >= 0")
+    if args.damage_model and not args.validation_data:
+        problems.append("--damage-model scores validation edits: give --validation-data too")
+    if args.damage_model and not Path(args.damage_model).is_file():
+        problems.append(f"--damage-model {args.damage_model} does not exist")
+    output = Path(args.output_dir)
+    if output.exists() and not output.is_dir():
+        problems.append(f"--output-dir {output} is a file")
+    if problems:
+        raise InputError("Invalid training arguments: " + "; ".join(problems) + ".")
+    if args.learning_rate is None:
+        args.learning_rate = 1.0 if args.optimizer == "prodigy" else 1e-4
+    if args.betas is None:
+        args.betas = (0.9, 0.99) if args.optimizer == "prodigy" else (0.9, 0.999)
+    args.betas = tuple(args.betas)
+    return args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return check_args(build_parser().parse_args(argv))
+
+
+def run_settings(args: argparse.Namespace, editor, num_processes: int, report) -> dict:
+    """What a checkpoint records about its run (checked on resume, see ``checkpoints.MUST_MATCH``)."""
+    config = dict(editor.denoiser.config) if hasattr(editor.denoiser, "config") else {}
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    return {
+        "backbone": args.backbone,
+        "base": str(args.base),
+        "denoiser_config": json.loads(json.dumps(config, default=list)),
+        "optimizer": args.optimizer,
+        "use_ema": args.ema_decay > 0,
+        "text_encoder": None if args.text_encoder is None else os.fspath(args.text_encoder),
+        "resolution": args.resolution,
+        "train_batch_size": args.train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": num_processes,
+        "seed": args.seed,
+        "data": hashlib.sha1(report.summary().encode()).hexdigest()[:12],
+    }

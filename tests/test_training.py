@@ -1,0 +1,315 @@
+"""training/train.py end to end on tiny random models: export, exact resume, DiT, two processes, bad input."""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, write_pairs
+from safetensors.torch import load_file
+
+from rsedit_core.loading import load_editor
+from rsedit_core.sampler import EditSettings, edit_images
+
+
+def _script():
+    name = "rsedit_train_script"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "training" / "train.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _main(argv: list[str]) -> int:
+    """Run the script in this process, as a fresh process would (accelerate keeps global state)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return _script().main(argv)
+
+
+def _args(base, data, out, *extra, backbone="unet"):
+    return [
+        "--backbone", backbone, "--base", str(base), "--data", str(data), "--output-dir", str(out),
+        "--resolution", "64", "--train-batch-size", "2", "--gradient-accumulation-steps", "1",
+        "--mixed-precision", "no", "--dataloader-num-workers", "0", "--report-to", "none",
+        *extra,
+    ]  # fmt: skip
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(next(folder.glob("*.safetensors")))
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return write_pairs(tmp_path_factory.mktemp("rscc"), count=5, test_pairs=1)
+
+
+def test_unet_from_text_to_image_base_trains_logs_and_exports(tiny_sd_dir, pairs, tmp_path, caplog):
+    out = tmp_path / "run"
+    extra = ["--max-train-steps", "3", "--checkpointing-steps", "2", "--report-to", "tensorboard",
+             "--logging-steps", "1", "--validation-data", str(pairs), "--validation-pairs", "2",
+             "--validation-steps", "2", "--validation-num-inference-steps", "2"]  # fmt: skip
+    with caplog.at_level("INFO"):
+        assert _main(_args(tiny_sd_dir, pairs, out, *extra)) == 0
+    assert "conv_in widened 4 -> 8" in caplog.text and "4 used; skipped 1 listed as test pairs" in caplog.text
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    state = json.loads((out / "checkpoint-2" / "training_state.json").read_text())
+    assert state["step"] == 2 and state["backbone"] == "unet" and state["denoiser_config"]["in_channels"] == 8
+    assert {p.name for p in (out / "checkpoint-2").iterdir()} >= {"unet", "unet_ema", "optimizer.bin"}
+    assert len(list((out / "validation" / "step-2").glob("*.png"))) == 2
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((out / "logs").rglob("events.out.tfevents*")).parent)).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss", "lr", "prodigy_d", "pairs_per_second", "memory_gb"} <= tags
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+    assert all(np.isfinite(e.value) and e.value > 0 for e in events.Scalars("loss"))
+    assert "validation" in events.Tags()["images"]
+
+    # The export is an editor as released: the library, the CLI and the ComfyUI loader read it as is.
+    model = load_editor(out)
+    assert model.kind == "unet" and model.denoiser.config.in_channels == 8
+    ema = _weights(out / "checkpoint-3" / "unet_ema")
+    assert torch.equal(_weights(out / "unet")["conv_in.weight"], ema["conv_in.weight"])
+    result = edit_images(model, torch.rand(1, 3, 64, 64), "flood the coast", settings=EditSettings(steps=2))
+    assert result.images.shape == (1, 3, 64, 64) and torch.isfinite(result.images).all()
+
+    from rsedit_core.cli import main as cli
+
+    scene = next((pairs / "images").glob("*pre*"))
+    edit = ["edit", "--model", str(out), "--image", str(scene), "--prompt", "flood", "--out", str(tmp_path / "e.png")]
+    assert cli([*edit, "--steps", "2", "--device", "cpu"]) == 0 and (tmp_path / "e.png").is_file()
+
+
+def test_export_loads_in_the_comfyui_loader_node(pack, tiny_sd_dir, pairs, tmp_path):
+    import asyncio
+
+    import folder_paths
+    from comfy_double import reset_comfy_double
+    from comfy_double.runner import run_node
+
+    out = tmp_path / "models" / "rsedit" / "my-finetune"
+    assert _main(_args(tiny_sd_dir, pairs, out, "--max-train-steps", "1")) == 0
+    reset_comfy_double()
+    folder_paths.models_dir = str(tmp_path / "models")
+    extension = asyncio.run(pack.comfy_entrypoint())
+    nodes = {cls.define_schema().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+    loader = {spec.id: spec for spec in nodes["RSEditLoader"].define_schema().inputs}["model"]
+    assert "my-finetune" in loader.options
+    model = run_node(nodes["RSEditLoader"], model="my-finetune", dtype="fp32")[0]
+    assert model.model.kind == "unet"
+
+
+def test_resumed_run_reaches_the_uninterrupted_weights(tiny_sd_dir, tmp_path_factory):
+    """Stopped at step 2 (mid-epoch, with gradient accumulation) and resumed to step 4: the same
+    model and EMA, bit for bit, as a run that never stopped."""
+    data = write_pairs(tmp_path_factory.mktemp("resume-data"), count=3, seed=5)
+    common = ["--train-batch-size", "1", "--gradient-accumulation-steps", "2", "--checkpointing-steps", "2",
+              "--random-crop", "--random-flip", "--resolution", "48"]  # fmt: skip
+    whole, parts = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("parts")
+    assert _main(_args(tiny_sd_dir, data, whole, *common, "--max-train-steps", "4")) == 0
+    assert _main(_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "2")) == 0
+    assert not (parts / "checkpoint-4").exists()
+    assert _main(_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "4", "--resume", "latest")) == 0
+    for folder in ("unet", "unet_ema"):
+        a, b = _weights(whole / "checkpoint-4" / folder), _weights(parts / "checkpoint-4" / folder)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), folder
+    base = load_editor(whole).denoiser.conv_in.weight
+    assert not torch.equal(base[:, 4:], torch.zeros_like(base[:, 4:])), "the source channels did not train"
+
+
+def test_dit_trains_with_cached_text_and_exports(tiny_dit_dir, pairs, tmp_path):
+    out = tmp_path / "dit"
+    cache = tmp_path / "t5-cache"
+    extra = ["--max-train-steps", "2", "--checkpointing-steps", "2", "--text-embeddings-cache", str(cache)]
+    assert _main(_args(tiny_dit_dir, pairs, out, *extra, backbone="dit")) == 0
+    assert (cache / "index.json").is_file() and (out / "checkpoint-2" / "transformer_ema").is_dir()
+    model = load_editor(out)
+    assert model.kind == "dit" and model.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
+    assert not (out / "pipeline_rsedit_dit.py").exists()
+    result = edit_images(model, torch.rand(1, 3, 64, 64), "flood", settings=EditSettings(steps=2))
+    assert torch.isfinite(result.images).all()
+
+
+def test_two_processes_share_the_work_and_only_the_main_one_saves(tiny_sd_dir, pairs, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "training" / "train.py"),
+               *_args(tiny_sd_dir, pairs, out, "--train-batch-size", "1", "--max-train-steps", "2",
+                      "--checkpointing-steps", "1")]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "1 per process x 2 processes" in log
+    assert log.count("Training the unet") == 1, "non-main processes should not repeat the run's log"
+    for step in (1, 2):
+        files = {p.name for p in (out / f"checkpoint-{step}").iterdir()}
+        assert {"random_states_0.pkl", "random_states_1.pkl", "unet", "unet_ema", "optimizer.bin"} <= files
+    assert not list(out.glob("*.partial")) and load_editor(out).kind == "unet"
+
+
+def test_save_checkpoint_on_a_non_main_process_only_writes_its_part(tmp_path):
+    from rsedit_core.train import checkpoints
+
+    calls = []
+    checkpoints.save_checkpoint(tmp_path, 3, {"step": 3}, calls.append, None, is_main=False)
+    assert calls == [tmp_path / "checkpoint-3.partial"] and list(tmp_path.iterdir()) == []
+
+
+# Bad input ----------------------------------------------------------------------------------------
+
+
+def test_unusable_dataset_stops_with_counts_before_loading_a_model(tiny_sd_dir, tmp_path, caplog):
+    data = write_pairs(tmp_path / "data", count=3)
+    (data / "images" / "tile000_post_disaster.png").unlink()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(data / "images" / "tile001_post_disaster.png")
+    lines = (data / "RSCC_qvq.jsonl").read_text().splitlines()
+    record = json.loads(lines[2])
+    del record["change_caption"]
+    lines[2] = json.dumps(record)
+    (data / "RSCC_qvq.jsonl").write_text("\n".join(lines))
+    with caplog.at_level("INFO"):
+        assert _main(_args(tiny_sd_dir, data, tmp_path / "out")) == 2
+    assert "3 records, 0 used" in caplog.text and "1 with a missing image file" in caplog.text
+    assert "1 without a caption" in caplog.text and "1 with pre and post of different sizes" in caplog.text
+    assert "Loaded RSEdit" not in caplog.text
+
+
+def test_arguments_are_checked_after_parsing(tiny_dit_dir, pairs, tmp_path, caplog):
+    args = _args(tiny_dit_dir, pairs, tmp_path / "out", "--resolution", "72", "--text-encoder", "x.pt", backbone="dit")
+    assert _main(args) == 2
+    assert (
+        "--resolution 72 must be a multiple of 16" in caplog.text
+        and "--text-encoder applies to the U-Net" in caplog.text
+    )
+
+
+def test_resuming_an_incompatible_checkpoint_says_what_differs(tiny_sd_dir, pairs, tmp_path, caplog):
+    out = tmp_path / "run"
+    assert _main(_args(tiny_sd_dir, pairs, out, "--max-train-steps", "1")) == 0
+    again = _args(tiny_sd_dir, pairs, out, "--max-train-steps", "2", "--resume", "latest", "--optimizer", "adamw")
+    assert _main(again) == 2
+    assert "optimizer: checkpoint 'prodigy', this run 'adamw'" in caplog.text
+
+
+def test_disk_full_during_a_save_keeps_the_previous_checkpoint(tiny_sd_dir, pairs, tmp_path, monkeypatch, caplog):
+    from rsedit_core.train import checkpoints
+
+    out = tmp_path / "run"
+    real_fsync = checkpoints._fsync_tree
+
+    def fills_up(root):
+        if root.name.startswith("checkpoint-2"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(root)
+
+    monkeypatch.setattr(checkpoints, "_fsync_tree", fills_up)
+    args = _args(tiny_sd_dir, pairs, out, "--max-train-steps", "2", "--checkpointing-steps", "1")
+    assert _main(args) == 2
+    assert "checkpoint-1 is untouched and loadable" in caplog.text
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    monkeypatch.setattr(checkpoints, "_fsync_tree", real_fsync)
+    assert _main([*args, "--resume", "latest"]) == 0
+    assert (out / "checkpoint-2").is_dir() and load_editor(out).kind == "unet"
+
+
+def test_too_many_corrupt_images_abort(tiny_sd_dir, tmp_path, caplog):
+    data = write_pairs(tmp_path / "data", count=8)
+    for i in range(4):
+        path = data / "images" / f"tile{i:03d}_post_disaster.png"
+        path.write_bytes(path.read_bytes()[:200])
+    args = _args(tiny_sd_dir, data, tmp_path / "out", "--train-batch-size", "4", "--max-train-steps", "40",
+                 "--checkpointing-steps", "100", "--resolution", "32")  # fmt: skip
+    with caplog.at_level("WARNING"):
+        assert _main(args) == 2
+    assert "unreadable images (more than --max-corrupt-fraction 0.01)" in caplog.text
+    assert "tile00" in caplog.text and not (tmp_path / "out" / "model_index.json").exists()
+    shutil.rmtree(tmp_path / "out")
+
+
+def test_hf_dataset_with_adamw_bf16_and_gradient_checkpointing(tiny_sd_dir, pairs, tmp_path):
+    """The alternative paths in one run: an HF save_to_disk source, AdamW, bf16 autocast with the
+    frozen parts in bf16, gradient checkpointing; the export still ships fp32 VAE and text encoder."""
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    rows = [json.loads(line) for line in (pairs / "RSCC_qvq.jsonl").read_text().splitlines()]
+    table = {
+        "input_image": [Image.open(pairs / r["pre_image"]).convert("RGB") for r in rows],
+        "edited_image": [Image.open(pairs / r["post_image"]).convert("RGB") for r in rows],
+        "edit_prompt": [r["change_caption"] for r in rows],
+    }
+    features = datasets.Features(
+        {"input_image": datasets.Image(), "edited_image": datasets.Image(), "edit_prompt": datasets.Value("string")}
+    )
+    datasets.Dataset.from_dict(table, features=features).save_to_disk(str(tmp_path / "hf"))
+    out = tmp_path / "run"
+    extra = ["--optimizer", "adamw", "--mixed-precision", "bf16", "--gradient-checkpointing", "--max-train-steps", "2"]
+    assert _main(_args(tiny_sd_dir, tmp_path / "hf", out, *extra)) == 0
+    model = load_editor(out)
+    assert model.vae.dtype == torch.float32 and model.text_encoder.dtype == torch.float32
+    assert json.loads((out / "checkpoint-2" / "training_state.json").read_text())["optimizer"] == "adamw"
+
+
+def test_a_checkpoint_folder_is_not_an_editor_and_says_so(tiny_sd_dir, pairs, tmp_path):
+    from rsedit_core.errors import ModelFormatError
+
+    out = tmp_path / "run"
+    assert _main(_args(tiny_sd_dir, pairs, out, "--max-train-steps", "1")) == 0
+    with pytest.raises(ModelFormatError, match="training checkpoint.*load the run's output folder"):
+        load_editor(out / "checkpoint-1")
+
+
+def test_accelerate_configs_parse():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    kinds = {}
+    for path in sorted((ROOT / "training" / "configs").glob("*.yaml")):
+        kinds[path.stem] = load_config_from_file(str(path)).distributed_type.value
+    assert kinds == {"deepspeed_zero2": "DEEPSPEED", "fsdp": "FSDP", "multi_gpu": "MULTI_GPU"}
+
+
+def test_validation_scores_edits_with_the_damage_model(tiny_sd_dir, pairs, damage_checkpoint, tmp_path):
+    """RSCC test-split records carry a ``mask``: validation edits are assessed by ChangeStar and
+    scored against it (F1_dam logged); records without one are edited but not scored."""
+    from PIL import Image
+
+    rows = [json.loads(line) for line in (pairs / "RSCC_qvq.jsonl").read_text().splitlines()][:2]
+    masks = np.random.default_rng(0).integers(0, 5, (64, 64), dtype=np.uint8)
+    Image.fromarray(masks).save(tmp_path / "mask0.png")
+    rows[0]["mask"] = str(tmp_path / "mask0.png")
+    for row in rows:
+        for key in ("pre_image", "post_image"):
+            row[key] = str(pairs / row[key])
+    (tmp_path / "val.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "run"
+    extra = ["--max-train-steps", "1", "--validation-data", str(tmp_path / "val.jsonl"), "--validation-steps", "1",
+             "--validation-num-inference-steps", "1", "--damage-model", str(damage_checkpoint),
+             "--report-to", "tensorboard"]  # fmt: skip
+    assert _main(_args(tiny_sd_dir, pairs, out, *extra)) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((out / "logs").rglob("events.out.tfevents*")).parent)).Reload()
+    (f1,) = events.Scalars("val/f1_dam")
+    assert f1.step == 1 and 0.0 <= f1.value <= 1.0
+    assert {"val/f1_loc", "val/xview2_score"} <= set(events.Tags()["scalars"])
+    assert len(list((out / "validation" / "step-1").glob("*.png"))) == 2
