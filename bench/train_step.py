@@ -7,7 +7,7 @@ diffusers' EMAModel); "reference" is the same step written out in plain PyTorch 
 its random numbers in the same order, so the trained weights must agree. Prints seconds per
 step, peak memory, the ours / reference ratios (goal <= 1.05) and the largest weight difference.
 
-    python bench/train_step.py                  # small U-Net, 64 px, batch 4, 10 steps, CPU fp32
+    python bench/train_step.py                  # small U-Net, 64 px, batch 8, 10 steps, CPU fp32
     python bench/train_step.py --steps 3        # quick check
 """
 
@@ -183,14 +183,22 @@ def build_editor(directory: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64, help="training image side in px (multiple of 8)")
-    parser.add_argument("--batch", type=int, default=4, help="pairs per step")
+    parser.add_argument("--batch", type=int, default=8, help="pairs per step")
     parser.add_argument("--steps", type=int, default=10, help="optimisation steps per measured run")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per side (fastest kept)")
+    parser.add_argument("--memory-runs", type=int, default=3, help="memory runs per side (lowest peak kept)")
     add_worker_args(parser)
     args = parser.parse_args()
-    if args.size % 8 or args.size < 8 or args.batch < 1 or args.steps < 1 or args.repeats < 1 or args.threads < 0:
-        parser.error("need --size a positive multiple of 8, --batch/--steps/--repeats >= 1, --threads >= 0")
+    if (
+        args.size % 8
+        or args.size < 8
+        or min(args.batch, args.steps, args.repeats, args.memory_runs) < 1
+        or args.threads < 0
+    ):
+        parser.error(
+            "need --size a positive multiple of 8, --batch/--steps/--repeats/--memory-runs >= 1, --threads >= 0"
+        )
     if args.worker:
         worker_main(make_side(args.worker, args), args.steps, args.measure, args.repeats, Path(args.out))
         return
@@ -206,7 +214,9 @@ def main() -> None:
             "--threads": args.threads,
             "--repeats": args.repeats,
         }
-        results = measure_sides(Path(__file__), {"ours": sys.executable, "reference": sys.executable}, options, tmp)
+        results = measure_sides(
+            Path(__file__), {"ours": sys.executable, "reference": sys.executable}, options, tmp, args.memory_runs
+        )
         diff = (torch.load(tmp / "ours.pt") - torch.load(tmp / "reference.pt")).abs().max().item()
     title = (
         f"training/train.py optimisation step vs a plain-PyTorch step: small U-Net, {args.size}x{args.size}, "
@@ -214,6 +224,8 @@ def main() -> None:
         f"{args.steps} steps, best of {args.repeats}"
     )
     print_comparison(title, results["ours"], results["reference"], goal=1.05)
+    for side in ("ours", "reference"):
+        print(f"{side} peak RSS of each memory run (MB): {results[side]['peak_rss_runs_mb']}")
     print(f"max abs diff of the EMA weights after the measured run: {diff:.3e}")
 
 
