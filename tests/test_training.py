@@ -96,7 +96,9 @@ def test_unet_from_text_to_image_base_trains_logs_and_exports(tiny_sd_dir, pairs
     assert cli([*edit, "--steps", "2", "--device", "cpu"]) == 0 and (tmp_path / "e.png").is_file()
 
 
-def test_export_loads_in_the_comfyui_loader_node(pack, tiny_sd_dir, pairs, tmp_path):
+def test_editor_base_is_continued_and_its_export_loads_in_the_comfyui_loader(
+    pack, tiny_editor_dir, pairs, tmp_path, caplog
+):
     import asyncio
 
     import folder_paths
@@ -104,7 +106,9 @@ def test_export_loads_in_the_comfyui_loader_node(pack, tiny_sd_dir, pairs, tmp_p
     from comfy_double.runner import run_node
 
     out = tmp_path / "models" / "rsedit" / "my-finetune"
-    assert _main(_args(tiny_sd_dir, pairs, out, "--max-train-steps", "1")) == 0
+    with caplog.at_level("INFO"):
+        assert _main(_args(tiny_editor_dir, pairs, out, "--max-train-steps", "1")) == 0
+    assert "already takes 8 channels: continuing from this editor, not widening again" in caplog.text
     reset_comfy_double()
     folder_paths.models_dir = str(tmp_path / "models")
     extension = asyncio.run(pack.comfy_entrypoint())
@@ -112,7 +116,7 @@ def test_export_loads_in_the_comfyui_loader_node(pack, tiny_sd_dir, pairs, tmp_p
     loader = {spec.id: spec for spec in nodes["RSEditLoader"].define_schema().inputs}["model"]
     assert "my-finetune" in loader.options
     model = run_node(nodes["RSEditLoader"], model="my-finetune", dtype="fp32")[0]
-    assert model.model.kind == "unet"
+    assert model.model.kind == "unet" and model.model.text_max_length == 248
 
 
 def test_resumed_run_reaches_the_uninterrupted_weights(tiny_sd_dir, tmp_path_factory):
@@ -120,7 +124,7 @@ def test_resumed_run_reaches_the_uninterrupted_weights(tiny_sd_dir, tmp_path_fac
     model and EMA, bit for bit, as a run that never stopped."""
     data = write_pairs(tmp_path_factory.mktemp("resume-data"), count=3, seed=5)
     common = ["--train-batch-size", "1", "--gradient-accumulation-steps", "2", "--checkpointing-steps", "2",
-              "--random-crop", "--random-flip", "--resolution", "48"]  # fmt: skip
+              "--random-crop", "--random-flip", "--resolution", "48", "--dataloader-num-workers", "2"]  # fmt: skip
     whole, parts = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("parts")
     assert _main(_args(tiny_sd_dir, data, whole, *common, "--max-train-steps", "4")) == 0
     assert _main(_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "2")) == 0
@@ -265,8 +269,11 @@ def test_hf_dataset_with_adamw_bf16_and_gradient_checkpointing(tiny_sd_dir, pair
     out = tmp_path / "run"
     extra = ["--optimizer", "adamw", "--mixed-precision", "bf16", "--gradient-checkpointing", "--max-train-steps", "2"]
     assert _main(_args(tiny_sd_dir, tmp_path / "hf", out, *extra)) == 0
-    model = load_editor(out)
-    assert model.vae.dtype == torch.float32 and model.text_encoder.dtype == torch.float32
+    # The frozen parts trained in bf16; the export ships the base's own full-precision files.
+    for part in ("vae", "text_encoder"):
+        assert _weights(out / part).keys() == _weights(tiny_sd_dir / part).keys()
+        assert all(torch.equal(v, _weights(tiny_sd_dir / part)[k]) for k, v in _weights(out / part).items())
+    assert load_editor(out).vae.dtype == torch.float32
     assert json.loads((out / "checkpoint-2" / "training_state.json").read_text())["optimizer"] == "adamw"
 
 
@@ -313,3 +320,24 @@ def test_validation_scores_edits_with_the_damage_model(tiny_sd_dir, pairs, damag
     assert f1.step == 1 and 0.0 <= f1.value <= 1.0
     assert {"val/f1_loc", "val/xview2_score"} <= set(events.Tags()["scalars"])
     assert len(list((out / "validation" / "step-1").glob("*.png"))) == 2
+
+
+def test_every_flag_has_help_and_the_issue_flags_exist():
+    from rsedit_core.train.args import build_parser
+
+    parser = build_parser()
+    flags = {option for action in parser._actions for option in action.option_strings}
+    for action in parser._actions:
+        assert action.help and len(action.help) > 10, action.option_strings
+    expected = {"--backbone", "--base", "--data", "--output-dir", "--resolution", "--train-batch-size",
+                "--gradient-accumulation-steps", "--max-train-steps", "--checkpointing-steps",
+                "--checkpoints-total-limit", "--resume", "--seed", "--mixed-precision"}  # fmt: skip
+    assert expected <= flags
+    args = parser.parse_args(["--backbone", "unet", "--base", "b", "--data", "d", "--output-dir", "o"])
+    assert (args.resolution, args.train_batch_size * args.gradient_accumulation_steps) == (512, 32)
+    assert (args.max_train_steps, args.ema_decay, args.conditioning_dropout, args.mixed_precision) == (
+        30000,
+        0.9999,
+        0.05,
+        "bf16",
+    )

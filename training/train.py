@@ -27,7 +27,7 @@ from rsedit_core.errors import InputError, RSEditError, require
 from rsedit_core.train import checkpoints
 from rsedit_core.train.args import parse_args, run_settings
 from rsedit_core.train.data import EditPairDataset, EpochSampler, discover_pairs
-from rsedit_core.train.models import export_editor, load_trainable
+from rsedit_core.train.models import export_editor, load_trainable, restore_frozen_parts
 from rsedit_core.train.objective import edit_loss, encode_pair
 from rsedit_core.train.text_cache import CachedTextFeed, TextEncoderFeed, build_text_cache
 from rsedit_core.train.validation import load_validation_pairs, run_validation
@@ -190,15 +190,16 @@ def train(args) -> Path:
             f"(--train-batch-size {args.train_batch_size} x {accelerator.num_processes} processes)."
         )
 
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     trainable = load_trainable(
         args.base,
         args.backbone,
         subfolder=args.base_subfolder,
         text_encoder=args.text_encoder,
         position_table=args.position_table,
+        text_encoder_dtype=weight_dtype,
     )
     editor = trainable.editor
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     for frozen in (editor.vae, editor.text_encoder):
         # .to(dtype) is skipped in fp32: diffusers warns on any dtype cast, even a no-op one.
         frozen.to(accelerator.device, *([] if weight_dtype == torch.float32 else [weight_dtype]))
@@ -358,15 +359,9 @@ def train(args) -> Path:
         final = accelerator.unwrap_model(denoiser)
         if ema is not None and args.export_weights == "ema":
             ema.copy_to(final.parameters())
-        # Fresh frozen parts: the ones used in training may have been cast to fp16/bf16.
-        base = load_trainable(
-            args.base,
-            args.backbone,
-            subfolder=args.base_subfolder,
-            text_encoder=args.text_encoder,
-            position_table=args.position_table,
-        ).editor
-        export_editor(base, final.float() if final.dtype != torch.float32 else final, output_dir)
+        export_editor(editor, final, output_dir)
+        if weight_dtype != torch.float32:
+            restore_frozen_parts(output_dir, editor.root, args.text_encoder, args.position_table)
         logger.info("Done: `rsedit edit --model %s ...` or put the folder under ComfyUI/models/rsedit/", output_dir)
     accelerator.end_training()
     return output_dir

@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Forward passes per optimisation step (4 x 8 = the paper's batch 32 on one GPU).",
     )
     opt.add_argument("--max-train-steps", type=_positive, default=30000, help="Optimisation steps to train for.")
-    opt.add_argument("--optimizer", choices=("prodigy", "adamw"), default="prodigy", help="Optimizer.")
+    opt.add_argument(
+        "--optimizer",
+        choices=("prodigy", "adamw"),
+        default="prodigy",
+        help="prodigy (the paper's; it adapts its own step size) or adamw.",
+    )
     opt.add_argument(
         "--learning-rate",
         type=float,
@@ -127,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr-scheduler",
         default="constant",
         choices=("constant", "constant_with_warmup", "linear", "cosine"),
-        help="Learning-rate schedule.",
+        help="Learning-rate schedule (the paper keeps it constant).",
     )
     opt.add_argument("--lr-warmup-steps", type=int, default=0, help="Warm-up steps for the schedules that use them.")
     opt.add_argument("--max-grad-norm", type=float, default=1.0, help="Gradient-norm clip (0 turns it off).")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,13 +84,15 @@ def load_trainable(
     text_encoder: str | os.PathLike | None = None,
     position_table: str = "effective",
     allow_download: bool = True,
+    text_encoder_dtype: str | torch.dtype | None = None,
 ) -> TrainableEditor:
     """Load ``base`` for fine-tuning as ``backbone`` (``"unet"`` or ``"dit"``), in fp32.
 
     ``text_encoder`` swaps the U-Net's encoder (a raw DGTRS-CLIP/Long-CLIP ``.pt`` or a
     ``CLIPTextModel`` folder); its width must match the U-Net's cross-attention width. The
     tokenizer's ``model_max_length`` follows the encoder's positions (248 for DGTRS-CLIP), so the
-    exported folder tokenizes as it was trained.
+    exported folder tokenizes as it was trained. ``text_encoder_dtype`` loads the frozen encoder
+    in the training precision straight away (T5-XXL is 19 GB in fp32).
     """
     if backbone not in ("unet", "dit"):
         raise InputError(f"Unknown backbone {backbone!r}; choose 'unet' or 'dit'.")
@@ -100,6 +103,7 @@ def load_trainable(
         text_encoder=text_encoder,
         position_table=position_table,
         text_to_image_ok=True,
+        text_encoder_dtype=text_encoder_dtype,
     )
     if editor.kind != backbone:
         found = "a PixArt DiT (transformer/)" if editor.kind == "dit" else "a Stable Diffusion U-Net (unet/)"
@@ -166,3 +170,27 @@ def export_editor(editor: EditorModel, denoiser, output_dir: str | os.PathLike) 
     pipe.save_pretrained(output_dir, safe_serialization=True)
     logger.info("Exported the %s editor to %s", editor.kind, output_dir)
     return output_dir
+
+
+def restore_frozen_parts(
+    output_dir: str | os.PathLike,
+    base_root: Path,
+    text_encoder: str | os.PathLike | None = None,
+    position_table: str = "effective",
+) -> None:
+    """Replace an export's VAE and text encoder with the base model's own files.
+
+    Training stores the frozen parts in fp16/bf16; they never change, so the editor ships the
+    original full-precision files (copied byte for byte, no model loaded) instead of an upcast of
+    the reduced copy. A swapped-in Long-CLIP ``.pt`` is converted again in fp32.
+    """
+    output_dir = Path(output_dir)
+    shutil.rmtree(output_dir / "vae")
+    shutil.copytree(base_root / "vae", output_dir / "vae")
+    shutil.rmtree(output_dir / "text_encoder")
+    if text_encoder is None:
+        shutil.copytree(base_root / "text_encoder", output_dir / "text_encoder")
+    else:
+        from ..longclip import load_text_encoder
+
+        load_text_encoder(text_encoder, position_table).save_pretrained(output_dir / "text_encoder")
