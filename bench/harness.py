@@ -126,19 +126,28 @@ def run_side(python: str, script: Path, options: dict, measure: str) -> dict:
 
 
 def measure_sides(
-    script: Path, sides: dict[str, str], options: dict, out_dir: Path, memory_runs: int = 1
+    script: Path, sides: dict[str, str], options: dict, out_dir: Path, memory_runs: int = 1, time_runs: int = 1
 ) -> dict[str, dict]:
     """Time, then memory-profile, each side (``name -> interpreter``) in fresh processes; each
-    worker saves its output to ``out_dir/<name>.pt``. With ``memory_runs > 1`` the lowest of that
-    many peaks is kept: sampling only ever adds transient spikes (freed temporaries the 2 ms
-    sampler happened to catch), so the minimum is the steadiest estimate."""
-    results: dict[str, dict] = {}
+    worker saves its output to ``out_dir/<name>.pt``.
+
+    ``time_runs > 1`` alternates the sides' timing processes (A, B, A, B, ...) and keeps each side's
+    fastest, so a burst of outside load cannot land on one side only. ``memory_runs > 1`` keeps the
+    lowest of that many peaks: sampling only ever adds transient spikes (freed temporaries the
+    2 ms sampler happened to catch), so the minimum is the steadiest estimate."""
+    results: dict[str, dict] = {side: {} for side in sides}
+    side_options = {side: {"--worker": side, "--out": out_dir / f"{side}.pt", **options} for side in sides}
+    timings: dict[str, list[dict]] = {side: [] for side in sides}
+    for run in range(time_runs):  # time_runs=0: memory only (the caller times the sides itself)
+        for side, python in sides.items():
+            print(f"{side}: time {run + 1}/{time_runs} ...", flush=True)
+            timings[side].append(run_side(python, script, side_options[side], "time"))
     for side, python in sides.items():
-        side_options = {"--worker": side, "--out": out_dir / f"{side}.pt", **options}
-        print(f"{side}: time ...", flush=True)
-        results[side] = run_side(python, script, side_options, "time")
+        if timings[side]:
+            results[side] = min(timings[side], key=lambda r: r["s_per_step"])
+            results[side]["s_per_step_runs"] = [round(r["s_per_step"], 4) for r in timings[side]]
         print(f"{side}: memory x{memory_runs} ...", flush=True)
-        runs = [run_side(python, script, side_options, "memory") for _ in range(memory_runs)]
+        runs = [run_side(python, script, side_options[side], "memory") for _ in range(memory_runs)]
         results[side].update(min(runs, key=lambda r: r["peak_rss_mb"]))
         results[side]["peak_rss_runs_mb"] = [round(r["peak_rss_mb"], 1) for r in runs]
     return results

@@ -76,8 +76,10 @@ def read_config(path: Path) -> dict:
 
 
 def is_editor_folder(path: Path) -> bool:
-    """True when ``path`` holds a backbone config (``unet/`` or ``transformer/``)."""
-    return (path / "unet" / "config.json").is_file() or (path / "transformer" / "config.json").is_file()
+    """True when ``path`` holds a backbone config (``unet/`` or ``transformer/``) and is not a
+    training checkpoint (which holds only the trained model)."""
+    has_backbone = (path / "unet" / "config.json").is_file() or (path / "transformer" / "config.json").is_file()
+    return has_backbone and not (path / "training_state.json").is_file()
 
 
 def find_model_folders(search_dirs: Iterable[str | os.PathLike]) -> list[str]:
@@ -100,13 +102,26 @@ def find_model_folders(search_dirs: Iterable[str | os.PathLike]) -> list[str]:
     return sorted(found)
 
 
+# What an editor (or a fine-tuning base) needs from a hub repo: the component folders' configs,
+# tokenizer files and safetensors weights. SD repos also hold .ckpt, fp16, non-EMA and pickled
+# copies of every weight (tens of GB), which are never read.
+_HUB_SKIP = ["*.ckpt", "*.bin", "*.pth", "*.pt", "*.msgpack", "*.onnx*", "*.fp16.*", "*non_ema*", "*emaonly*"]
+
+
+def _hub_patterns(subfolder: str | None) -> list[str]:
+    prefix = f"{subfolder}/" if subfolder else ""
+    parts = ["*.json", "*.txt", "*.model", "*.safetensors"]
+    return [f"{prefix}model_index.json", *(f"{prefix}*/{part}" for part in parts), "*.json"]
+
+
 def _download(repo_id: str, subfolder: str | None) -> Path:
     from .errors import require
 
     hub = require("huggingface_hub", "Loading a model by hub id")
-    patterns = [f"{subfolder}/*", "*.json"] if subfolder else None
     try:
-        return Path(hub.snapshot_download(repo_id=repo_id, allow_patterns=patterns))
+        return Path(
+            hub.snapshot_download(repo_id=repo_id, allow_patterns=_hub_patterns(subfolder), ignore_patterns=_HUB_SKIP)
+        )
     except Exception as e:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         hint = (
@@ -152,6 +167,11 @@ def resolve_model_dir(
             raise ModelNotFoundError(f"The model has no subfolder '{subfolder}' (looked for {root}).")
     if root.is_file():
         raise ModelFormatError(f"'{root}' is a single file; RSEdit editors are diffusers folders: {_EDITOR_LAYOUT}.")
+    if (root / "training_state.json").is_file():
+        raise ModelFormatError(
+            f"'{root}' is a training checkpoint, which holds only the trained model (and its EMA). Load the "
+            f"run's editor/ folder ({root.parent / 'editor'}), written when training ends."
+        )
     if not is_editor_folder(root) and is_editor_folder(root.parent):
         return root.parent
     if not is_editor_folder(root):
@@ -201,7 +221,10 @@ def check_weights(component_dir: Path) -> Path:
 def _pixart_refusal(root: Path, config: dict) -> str | None:
     """Why a transformer folder is not an RSEdit-DiT backbone, or None if it is one."""
     name = config.get("_class_name")
-    if name != "PixArtTransformer2DModel":
+    # PixArt-alpha's hub folders predate the class and were saved as a Transformer2DModel with
+    # adaLN-single; diffusers loads those as a PixArtTransformer2DModel.
+    legacy = name == "Transformer2DModel" and config.get("norm_type") == "ada_norm_single"
+    if name != "PixArtTransformer2DModel" and not legacy:
         return (
             f"{root / 'transformer'} holds a {name}; RSEdit's DiT editor is a PixArtTransformer2DModel "
             "(PixArt-alpha XL-2 512) conditioned by token concatenation."
@@ -346,13 +369,7 @@ def load_editor(
     kind, config = describe_backbone(root, text_to_image_ok)
     for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
         if not (root / part).is_dir():
-            hint = (
-                " It is a training checkpoint, which holds only the trained model: load the run's output "
-                "folder (complete when training ends)."
-                if (root / "training_state.json").is_file()
-                else ""
-            )
-            raise ModelFormatError(f"{root} has no {part}/ folder. Expected {_EDITOR_LAYOUT}.{hint}")
+            raise ModelFormatError(f"{root} has no {part}/ folder. Expected {_EDITOR_LAYOUT}.")
     if kind == "dit" and text_encoder is not None:
         raise InputError("A DiT editor uses its own T5 encoder; --text-encoder swaps apply to U-Net editors only.")
     source = "folder"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -50,17 +51,33 @@ def test_hub_id_uses_snapshot_download(monkeypatch, release):
 
     calls = {}
 
-    def fake_snapshot_download(repo_id, allow_patterns=None, **kwargs):
-        calls.update(repo_id=repo_id, allow_patterns=allow_patterns)
+    def fake_snapshot_download(repo_id, allow_patterns=None, ignore_patterns=None, **kwargs):
+        calls.update(repo_id=repo_id, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns)
         return str(release)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     path = resolve_model_dir("BiliSakura/RSEdit-UNet-text-ablation", subfolder="DGTRS-CLIP-ViT-L-14")
     assert path == release / "DGTRS-CLIP-ViT-L-14"
-    assert calls == {
-        "repo_id": "BiliSakura/RSEdit-UNet-text-ablation",
-        "allow_patterns": ["DGTRS-CLIP-ViT-L-14/*", "*.json"],
-    }
+    assert calls["repo_id"] == "BiliSakura/RSEdit-UNet-text-ablation"
+    # Only the chosen editor's configs, tokenizer files and safetensors; never the sibling editors,
+    # .ckpt/.bin/fp16/non-EMA copies.
+    files = [
+        "DGTRS-CLIP-ViT-L-14/model_index.json",
+        "DGTRS-CLIP-ViT-L-14/unet/config.json",
+        "DGTRS-CLIP-ViT-L-14/unet/diffusion_pytorch_model.safetensors",
+        "DGTRS-CLIP-ViT-L-14/tokenizer/vocab.json",
+        "DGTRS-CLIP-ViT-L-14/tokenizer/merges.txt",
+        "DGTRS-CLIP-ViT-L-14/unet/diffusion_pytorch_model.bin",
+        "DGTRS-CLIP-ViT-L-14/unet/diffusion_pytorch_model.fp16.safetensors",
+        "OpenAI-CLIP-ViT-L-14/unet/diffusion_pytorch_model.safetensors",
+        "v1-5-pruned.ckpt",
+    ]
+    from huggingface_hub.utils import filter_repo_objects
+
+    kept = list(
+        filter_repo_objects(files, allow_patterns=calls["allow_patterns"], ignore_patterns=calls["ignore_patterns"])
+    )
+    assert kept == files[:5]
 
 
 def test_hub_offline_error_says_how_to_fix(monkeypatch):
@@ -123,3 +140,29 @@ def test_half_precision_load(tiny_editor_dir, name, dtype):
     model = load_editor(tiny_editor_dir, dtype=name)
     assert {p.dtype for p in model.denoiser.parameters()} == {dtype}
     assert model.text_encoder.dtype == dtype
+
+
+def test_pixart_alpha_hub_layout_with_legacy_class_name(tmp_path, tiny_dit_dir):
+    """The hub's PixArt-alpha folders were saved as Transformer2DModel with adaLN-single."""
+    folder = tmp_path / "PixArt-XL-2-512x512"
+    shutil.copytree(tiny_dit_dir, folder)
+    config_path = folder / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["_class_name"] = "Transformer2DModel"
+    config_path.write_text(json.dumps(config))
+    model = load_editor(folder)
+    assert model.kind == "dit" and type(model.denoiser).__name__ == "PixArtTransformer2DModel"
+    config["norm_type"] = "ada_norm_zero"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="holds a Transformer2DModel"):
+        load_editor(folder)
+
+
+def test_training_checkpoints_are_not_listed_as_editors(tmp_path, tiny_editor_dir):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_editor_dir, run / "editor")
+    (run / "checkpoint-500" / "unet").mkdir(parents=True)
+    shutil.copy(tiny_editor_dir / "unet" / "config.json", run / "checkpoint-500" / "unet")
+    (run / "checkpoint-500" / "training_state.json").write_text("{}")
+    assert find_model_folders([tmp_path]) == ["run/editor"]
+    assert resolve_model_dir(run) == run / "editor"

@@ -274,3 +274,65 @@ def test_incompatible_checkpoint_says_what_differs(tmp_path):
         checkpoints.check_compatible(saved, current, tmp_path)
     warnings = checkpoints.check_compatible({**saved, "resolution": 512}, {**saved, "resolution": 256}, tmp_path)
     assert len(warnings) == 1 and warnings[0].startswith("resolution differs (checkpoint 512, this run 256)")
+
+
+def test_a_real_write_failure_mid_save_is_caught(tmp_path):
+    """A file-size limit makes torch.save fail the way a full disk does (not with an OSError)."""
+    import resource
+    import signal
+
+    def write(partial):
+        torch.save(torch.zeros(200_000), partial / "optimizer.bin")
+
+    checkpoints.save_checkpoint(tmp_path, 2, {"step": 2}, write, total_limit=3)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:
+        with pytest.raises(checkpoints.CheckpointError, match="checkpoint-2 is untouched and loadable"):
+            checkpoints.save_checkpoint(tmp_path, 4, {"step": 4}, write, total_limit=3)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    assert torch.load(tmp_path / "checkpoint-2" / "optimizer.bin").shape == (200_000,)
+
+
+def test_resuming_from_an_older_checkpoint_sets_later_ones_aside(tmp_path):
+    for step in (2, 4, 6):
+        checkpoints.save_checkpoint(tmp_path, step, {"step": step}, _write_files, total_limit=None)
+    moved = checkpoints.set_aside_newer(tmp_path, 2)
+    assert sorted(p.name for p in moved) == ["checkpoint-4.superseded", "checkpoint-6.superseded"]
+    assert checkpoints.resolve_resume("latest", tmp_path).name == "checkpoint-2"
+    # Rotation counts only the live branch and never deletes the checkpoint just written.
+    checkpoints.save_checkpoint(tmp_path, 3, {"step": 3}, _write_files, total_limit=1)
+    assert [s for s, _ in checkpoints.list_checkpoints(tmp_path)] == [3]
+    assert (tmp_path / "checkpoint-6.superseded").is_dir()
+
+
+def test_text_cache_built_by_two_processes(tiny_dit, tmp_path):
+    """Each rank encodes its share into its own shards; rank 0 writes the index last."""
+    captions = [f"{n} buildings destroyed near the river" for n in range(7)]
+    for rank in (1, 0):  # rank 1 finishes first; rank 0 deletes any old index, then merges
+        build_text_cache(tiny_dit, captions, tmp_path, rank=rank, world_size=2)
+    names = sorted(p.name for p in tmp_path.glob("shard-*"))
+    assert names == ["shard-r000-00000.safetensors", "shard-r001-00000.safetensors"]
+    cached = CachedTextFeed(tmp_path)(captions, torch.device("cpu"))
+    direct = TextEncoderFeed(tiny_dit)(captions, torch.device("cpu"))
+    assert torch.equal(cached.mask, direct.mask)
+    assert torch.allclose(cached.embeds[direct.mask.bool()], direct.embeds[direct.mask.bool()], atol=1e-6)
+
+
+def test_an_interrupted_cache_build_leaves_no_index(tiny_editor, tmp_path, monkeypatch):
+    from rsedit_core.train import text_cache
+
+    build_text_cache(tiny_editor, ["old caption"], tmp_path)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(text_cache, "embed_prompts", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_text_cache(tiny_editor, ["new caption"], tmp_path)
+    assert not (tmp_path / "index.json").exists()
+    assert not text_cache.cache_is_valid(tmp_path, text_cache.encoder_identity(tiny_editor), {"old caption"})

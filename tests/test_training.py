@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import importlib.util
 import json
 import os
@@ -85,7 +84,8 @@ def test_unet_from_text_to_image_base_trains_logs_and_exports(tiny_sd_dir, pairs
     model = load_editor(out)
     assert model.kind == "unet" and model.denoiser.config.in_channels == 8
     ema = _weights(out / "checkpoint-3" / "unet_ema")
-    assert torch.equal(_weights(out / "unet")["conv_in.weight"], ema["conv_in.weight"])
+    assert torch.equal(_weights(out / "editor" / "unet")["conv_in.weight"], ema["conv_in.weight"])
+    assert model.root == out / "editor"
     result = edit_images(model, torch.rand(1, 3, 64, 64), "flood the coast", settings=EditSettings(steps=2))
     assert result.images.shape == (1, 3, 64, 64) and torch.isfinite(result.images).all()
 
@@ -114,27 +114,67 @@ def test_editor_base_is_continued_and_its_export_loads_in_the_comfyui_loader(
     extension = asyncio.run(pack.comfy_entrypoint())
     nodes = {cls.define_schema().node_id: cls for cls in asyncio.run(extension.get_node_list())}
     loader = {spec.id: spec for spec in nodes["RSEditLoader"].define_schema().inputs}["model"]
-    assert "my-finetune" in loader.options
-    model = run_node(nodes["RSEditLoader"], model="my-finetune", dtype="fp32")[0]
+    assert loader.options == ["my-finetune/editor"], "checkpoints must not be listed as editors"
+    model = run_node(nodes["RSEditLoader"], model="my-finetune/editor", dtype="fp32")[0]
     assert model.model.kind == "unet" and model.model.text_max_length == 248
 
 
+def _same_checkpoint(a: Path, b: Path, folder: str = "unet") -> None:
+    for part in (folder, f"{folder}_ema"):
+        x, y = _weights(a / part), _weights(b / part)
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), part
+
+
 def test_resumed_run_reaches_the_uninterrupted_weights(tiny_sd_dir, tmp_path_factory):
-    """Stopped at step 2 (mid-epoch, with gradient accumulation) and resumed to step 4: the same
-    model and EMA, bit for bit, as a run that never stopped."""
-    data = write_pairs(tmp_path_factory.mktemp("resume-data"), count=3, seed=5)
+    """5 pairs, batch 1, accumulation 2: steps end after batches 2, 4 and 5 of each epoch. Stopped
+    at step 4 (epoch 1, batch 2: mid-epoch, after the first) and resumed to step 6: the same model
+    and EMA, bit for bit, as a run that never stopped, with data workers. The uninterrupted run
+    also validates every step, which must not change training."""
+    data = write_pairs(tmp_path_factory.mktemp("resume-data"), count=5, seed=5)
     common = ["--train-batch-size", "1", "--gradient-accumulation-steps", "2", "--checkpointing-steps", "2",
-              "--random-crop", "--random-flip", "--resolution", "48", "--dataloader-num-workers", "2"]  # fmt: skip
+              "--random-crop", "--random-flip", "--resolution", "64", "--dataloader-num-workers", "2"]  # fmt: skip
+    validating = ["--validation-data", str(data), "--validation-pairs", "1", "--validation-steps", "1",
+                  "--validation-num-inference-steps", "1"]  # fmt: skip
     whole, parts = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("parts")
-    assert _main(_args(tiny_sd_dir, data, whole, *common, "--max-train-steps", "4")) == 0
-    assert _main(_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "2")) == 0
-    assert not (parts / "checkpoint-4").exists()
-    assert _main(_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "4", "--resume", "latest")) == 0
-    for folder in ("unet", "unet_ema"):
-        a, b = _weights(whole / "checkpoint-4" / folder), _weights(parts / "checkpoint-4" / folder)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), folder
+    assert _main(_args(tiny_sd_dir, data, whole, *common, *validating, "--max-train-steps", "6")) == 0
+    assert _main(_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "4")) == 0
+    state = json.loads((parts / "checkpoint-4" / "training_state.json").read_text())
+    assert (state["epoch"], state["batches_into_epoch"]) == (1, 2)
+    assert _main(_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "6", "--resume", "latest")) == 0
+    _same_checkpoint(whole / "checkpoint-6", parts / "checkpoint-6")
     base = load_editor(whole).denoiser.conv_in.weight
     assert not torch.equal(base[:, 4:], torch.zeros_like(base[:, 4:])), "the source channels did not train"
+
+
+def _launch_two(args: list[str], out: Path) -> str:
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    accelerate = Path(sys.executable).with_name("accelerate")
+    script = str(ROOT / "training" / "train.py")
+    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", script, *args]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    return log
+
+
+def test_two_processes_train_save_once_and_resume_exactly(tiny_sd_dir, pairs, tmp_path):
+    """Data parallel over gloo with 2 CPU processes: 4 pairs give 2 batches per process per epoch.
+    Stopped at step 3 (epoch 1, mid-epoch) and resumed to 5, as a run that never stopped."""
+    common = ["--train-batch-size", "1", "--checkpointing-steps", "1", "--random-flip"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    log = _launch_two(_args(tiny_sd_dir, pairs, whole, *common, "--max-train-steps", "5"), whole)
+    assert "1 per process x 2 processes" in log
+    assert log.count("Training the unet") == 1, "non-main processes should not repeat the run's log"
+    files = {p.name for p in (whole / "checkpoint-5").iterdir()}
+    assert {"random_states_0.pkl", "random_states_1.pkl", "unet", "unet_ema", "optimizer.bin"} <= files
+    assert sorted(p.name for p in whole.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4", "checkpoint-5"]
+    assert not list(whole.glob("*.partial")) and load_editor(whole).kind == "unet"
+    _launch_two(_args(tiny_sd_dir, pairs, parts, *common, "--max-train-steps", "3"), parts)
+    state = json.loads((parts / "checkpoint-3" / "training_state.json").read_text())
+    assert (state["epoch"], state["batches_into_epoch"]) == (1, 1)
+    _launch_two(_args(tiny_sd_dir, pairs, parts, *common, "--max-train-steps", "5", "--resume", "latest"), parts)
+    _same_checkpoint(whole / "checkpoint-5", parts / "checkpoint-5")
 
 
 def test_dit_trains_with_cached_text_and_exports(tiny_dit_dir, pairs, tmp_path):
@@ -143,30 +183,12 @@ def test_dit_trains_with_cached_text_and_exports(tiny_dit_dir, pairs, tmp_path):
     extra = ["--max-train-steps", "2", "--checkpointing-steps", "2", "--text-embeddings-cache", str(cache)]
     assert _main(_args(tiny_dit_dir, pairs, out, *extra, backbone="dit")) == 0
     assert (cache / "index.json").is_file() and (out / "checkpoint-2" / "transformer_ema").is_dir()
+    assert len(json.loads((cache / "index.json").read_text())["entries"]) == 5  # 4 captions + the empty one
     model = load_editor(out)
     assert model.kind == "dit" and model.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
-    assert not (out / "pipeline_rsedit_dit.py").exists()
+    assert not list(out.rglob("pipeline_rsedit_dit.py"))
     result = edit_images(model, torch.rand(1, 3, 64, 64), "flood", settings=EditSettings(steps=2))
     assert torch.isfinite(result.images).all()
-
-
-def test_two_processes_share_the_work_and_only_the_main_one_saves(tiny_sd_dir, pairs, tmp_path):
-    out = tmp_path / "ddp"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    accelerate = Path(sys.executable).with_name("accelerate")
-    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "training" / "train.py"),
-               *_args(tiny_sd_dir, pairs, out, "--train-batch-size", "1", "--max-train-steps", "2",
-                      "--checkpointing-steps", "1")]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    log = done.stdout + done.stderr
-    assert done.returncode == 0, log[-3000:]
-    assert "1 per process x 2 processes" in log
-    assert log.count("Training the unet") == 1, "non-main processes should not repeat the run's log"
-    for step in (1, 2):
-        files = {p.name for p in (out / f"checkpoint-{step}").iterdir()}
-        assert {"random_states_0.pkl", "random_states_1.pkl", "unet", "unet_ema", "optimizer.bin"} <= files
-    assert not list(out.glob("*.partial")) and load_editor(out).kind == "unet"
 
 
 def test_save_checkpoint_on_a_non_main_process_only_writes_its_part(tmp_path):
@@ -216,24 +238,29 @@ def test_resuming_an_incompatible_checkpoint_says_what_differs(tiny_sd_dir, pair
 
 
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint(tiny_sd_dir, pairs, tmp_path, monkeypatch, caplog):
-    from rsedit_core.train import checkpoints
+    """torch.save on a full disk raises RuntimeError ("unexpected pos"), not OSError."""
+    from accelerate import Accelerator
 
     out = tmp_path / "run"
-    real_fsync = checkpoints._fsync_tree
+    real_save = Accelerator.save_state
 
-    def fills_up(root):
-        if root.name.startswith("checkpoint-2"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(root)
+    def fills_up(self, output_dir=None, **kwargs):
+        real_save(self, output_dir, **kwargs)
+        if "checkpoint-2" in str(output_dir):
+            raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file")
 
-    monkeypatch.setattr(checkpoints, "_fsync_tree", fills_up)
+    monkeypatch.setattr(Accelerator, "save_state", fills_up)
     args = _args(tiny_sd_dir, pairs, out, "--max-train-steps", "2", "--checkpointing-steps", "1")
     assert _main(args) == 2
-    assert "checkpoint-1 is untouched and loadable" in caplog.text
+    assert "PytorchStreamWriter failed" in caplog.text and "checkpoint-1 is untouched and loadable" in caplog.text
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
-    monkeypatch.setattr(checkpoints, "_fsync_tree", real_fsync)
+    monkeypatch.setattr(Accelerator, "save_state", real_save)
     assert _main([*args, "--resume", "latest"]) == 0
     assert (out / "checkpoint-2").is_dir() and load_editor(out).kind == "unet"
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert _main([*args, "--resume", "latest"]) == 0
+    assert "Already at step 2 of --max-train-steps 2: nothing to train" in caplog.text
 
 
 def test_too_many_corrupt_images_abort(tiny_sd_dir, tmp_path, caplog):
@@ -271,8 +298,8 @@ def test_hf_dataset_with_adamw_bf16_and_gradient_checkpointing(tiny_sd_dir, pair
     assert _main(_args(tiny_sd_dir, tmp_path / "hf", out, *extra)) == 0
     # The frozen parts trained in bf16; the export ships the base's own full-precision files.
     for part in ("vae", "text_encoder"):
-        assert _weights(out / part).keys() == _weights(tiny_sd_dir / part).keys()
-        assert all(torch.equal(v, _weights(tiny_sd_dir / part)[k]) for k, v in _weights(out / part).items())
+        exported, base = _weights(out / "editor" / part), _weights(tiny_sd_dir / part)
+        assert exported.keys() == base.keys() and all(torch.equal(v, base[k]) for k, v in exported.items())
     assert load_editor(out).vae.dtype == torch.float32
     assert json.loads((out / "checkpoint-2" / "training_state.json").read_text())["optimizer"] == "adamw"
 
@@ -282,7 +309,7 @@ def test_a_checkpoint_folder_is_not_an_editor_and_says_so(tiny_sd_dir, pairs, tm
 
     out = tmp_path / "run"
     assert _main(_args(tiny_sd_dir, pairs, out, "--max-train-steps", "1")) == 0
-    with pytest.raises(ModelFormatError, match="training checkpoint.*load the run's output folder"):
+    with pytest.raises(ModelFormatError, match="is a training checkpoint.*Load the run's editor/ folder"):
         load_editor(out / "checkpoint-1")
 
 
@@ -292,7 +319,19 @@ def test_accelerate_configs_parse():
     kinds = {}
     for path in sorted((ROOT / "training" / "configs").glob("*.yaml")):
         kinds[path.stem] = load_config_from_file(str(path)).distributed_type.value
-    assert kinds == {"deepspeed_zero2": "DEEPSPEED", "fsdp": "FSDP", "multi_gpu": "MULTI_GPU"}
+    assert kinds == {"deepspeed_zero2": "DEEPSPEED", "multi_gpu": "MULTI_GPU"}
+
+
+def test_fsdp_is_refused_with_the_reason():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from rsedit_core.errors import InputError
+
+    with pytest.raises(InputError, match="FSDP is not supported: the EMA and the diffusers checkpoints"):
+        _script()._refuse_unsupported(SimpleNamespace(distributed_type=DistributedType.FSDP))
+    _script()._refuse_unsupported(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))
 
 
 def test_validation_scores_edits_with_the_damage_model(tiny_sd_dir, pairs, damage_checkpoint, tmp_path):

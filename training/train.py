@@ -1,6 +1,6 @@
 """Fine-tune an RSEdit editor (U-Net or PixArt DiT) on bi-temporal pairs.
 
-    accelerate launch training/train.py --backbone unet --base runwayml/stable-diffusion-v1-5 \\
+    accelerate launch training/train.py --backbone unet --base stable-diffusion-v1-5/stable-diffusion-v1-5 \\
         --text-encoder LRSCLIP_ViT-L-14.pt --data /data/RSCC --output-dir runs/rsedit-unet
 
 The defaults are the paper's recipe (REFERENCE §3): Prodigy (lr 1.0, betas 0.9/0.99, weight
@@ -34,9 +34,11 @@ from rsedit_core.train.validation import load_validation_pairs, run_validation
 
 logger = logging.getLogger("rsedit.train")
 
-# Abort once this share of drawn samples were corrupt (after MIN_DRAWS draws): a few bad tiles in
-# 62k are expected and skipped, but more means a broken copy of the data.
-MIN_DRAWS_FOR_CORRUPT_CHECK = 50
+# Stop once more than --max-corrupt-fraction of the drawn samples were unreadable, counting at
+# least this many: a few bad tiles in 62k are expected and skipped, more means a broken copy.
+MIN_CORRUPT_TO_STOP = 10
+# The final editor goes beside the checkpoints, so copying it never drags them along.
+EDITOR_FOLDER = "editor"
 
 
 class StepRunner:
@@ -92,8 +94,9 @@ def make_optimizer(args, params):
         d0=args.prodigy_d0,
         safeguard_warmup=True,
         use_bias_correction=True,
-        # Prodigy's step-size estimate needs a global reduction when FSDP shards the parameters.
-        fsdp_in_use=os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true",
+        # Prodigy's step-size estimate needs a reduction across processes when each one holds only
+        # a shard of the optimizer state (DeepSpeed ZeRO).
+        fsdp_in_use=os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true",
     )
 
 
@@ -153,6 +156,25 @@ def log_validation(accelerator, editor, pairs, args, step: int, damage_model) ->
     return result.metrics
 
 
+def _frozen_to_device(editor, device: torch.device, weight_dtype: torch.dtype) -> None:
+    """The VAE in the training precision; the text encoder was loaded in it (keeping the layers
+    transformers pins to fp32, such as T5's ``wo``), so it only moves."""
+    # .to(dtype) is skipped in fp32: diffusers warns on any dtype cast, even a no-op one.
+    editor.vae.to(device, *([] if weight_dtype == torch.float32 else [weight_dtype]))
+    editor.text_encoder.to(device)
+
+
+def _refuse_unsupported(accelerator) -> None:
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise InputError(
+            "FSDP is not supported: the EMA and the diffusers checkpoints need the whole model on every "
+            "process, which FSDP shards. Use plain data parallel (--multi_gpu) or DeepSpeed ZeRO-2 "
+            "(training/configs/deepspeed_zero2.yaml), which shard only gradients and optimizer state."
+        )
+
+
 def train(args) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
@@ -168,14 +190,17 @@ def train(args) -> Path:
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
+    _refuse_unsupported(accelerator)
     is_main = accelerator.is_main_process
     if not is_main:
         logging.getLogger().setLevel(logging.WARNING)
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         checkpoints.remove_partial(output_dir)
-    set_seed(args.seed)
+    # Each process draws its own noise, timesteps and dropout; each one's RNG state is checkpointed.
+    set_seed(args.seed, device_specific=True)
 
+    # Everything a user can get wrong is checked before the (possibly minutes-long) model load.
     pairs, report, source = discover_pairs(
         args.data,
         annotation=args.annotation,
@@ -189,6 +214,8 @@ def train(args) -> Path:
             f"{report.summary()} One optimisation step needs at least {needed} pairs "
             f"(--train-batch-size {args.train_batch_size} x {accelerator.num_processes} processes)."
         )
+    validation = discover_pairs(args.validation_data) if args.validation_data and is_main else None
+    resume = checkpoints.resolve_resume(args.resume, output_dir)
 
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     trainable = load_trainable(
@@ -200,9 +227,7 @@ def train(args) -> Path:
         text_encoder_dtype=weight_dtype,
     )
     editor = trainable.editor
-    for frozen in (editor.vae, editor.text_encoder):
-        # .to(dtype) is skipped in fp32: diffusers warns on any dtype cast, even a no-op one.
-        frozen.to(accelerator.device, *([] if weight_dtype == torch.float32 else [weight_dtype]))
+    _frozen_to_device(editor, accelerator.device, weight_dtype)
     denoiser = editor.denoiser
     if args.gradient_checkpointing:
         denoiser.enable_gradient_checkpointing()
@@ -210,12 +235,29 @@ def train(args) -> Path:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     noise_scheduler = DDPMScheduler.from_config(editor.scheduler_config)
+    settings = run_settings(args, editor, accelerator.num_processes, report)
+    if resume is not None:
+        for warning in checkpoints.check_compatible(checkpoints.read_state(resume), settings, resume):
+            logger.warning("%s", warning)
 
-    validation_pairs = load_validation_pairs(args, editor) if args.validation_data else []
+    validation_pairs, damage_model = [], None
+    if validation is not None:
+        validation_pairs = load_validation_pairs(
+            editor, validation[0], validation[2], args.resolution, args.validation_pairs
+        )
+        if args.damage_model:
+            from rsedit_core.damage.checkpoint import load_damage_model
+
+            damage_model = load_damage_model(args.damage_model, device=accelerator.device)
     if args.text_embeddings_cache:
-        if is_main:
-            build_text_cache(editor, [p.caption for p in pairs], args.text_embeddings_cache)
-        accelerator.wait_for_everyone()
+        build_text_cache(
+            editor,
+            [p.caption for p in pairs],
+            args.text_embeddings_cache,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+            barrier=accelerator.wait_for_everyone,
+        )
         text_feed = CachedTextFeed(args.text_embeddings_cache)
         editor.text_encoder.to("cpu")
     else:
@@ -256,31 +298,28 @@ def train(args) -> Path:
         # state the checkpoint restores (exact resume).
         generator=torch.Generator().manual_seed(args.seed),
     )
-    settings = run_settings(args, editor, accelerator.num_processes, report)
     denoiser, optimizer, loader, lr_scheduler = accelerator.prepare(denoiser, optimizer, loader, lr_scheduler)
     editor.denoiser = denoiser
+
     # Where the data stream stands: accelerate also steps at the end of an epoch whose batch count
     # is not a multiple of the accumulation, so the position is recorded rather than derived.
     global_step, first_epoch, skip = 0, 0, 0
-    resume = checkpoints.resolve_resume(args.resume, output_dir)
     if resume is not None:
         saved = checkpoints.read_state(resume)
-        for warning in checkpoints.check_compatible(saved, settings, resume):
-            logger.warning("%s", warning)
         accelerator.load_state(str(resume))
+        if ema is not None:
+            ema.decay = args.ema_decay  # the flag wins over the decay stored with the EMA
         global_step, first_epoch, skip = saved["step"], saved["epoch"], saved["batches_into_epoch"]
         logger.info("Resumed from %s at step %d (epoch %d, batch %d)", resume, global_step, first_epoch, skip)
+        if is_main:
+            checkpoints.set_aside_newer(output_dir, global_step)
     elif args.resume:
         logger.info("--resume %s: no checkpoint in %s yet, starting from step 0", args.resume, output_dir)
+    if global_step >= args.max_train_steps:
+        logger.info("Already at step %d of --max-train-steps %d: nothing to train", global_step, args.max_train_steps)
 
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     epochs = first_epoch + math.ceil((args.max_train_steps - global_step) / steps_per_epoch) + 1
-
-    damage_model = None
-    if args.damage_model and validation_pairs:
-        from rsedit_core.damage.checkpoint import load_damage_model
-
-        damage_model = load_damage_model(args.damage_model, device=accelerator.device)
     if is_main and args.report_to != "none":
         accelerator.init_trackers("rsedit", config={k: str(v) for k, v in vars(args).items()})
 
@@ -310,29 +349,36 @@ def train(args) -> Path:
 
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="steps", disable=not is_main)
     draws = corrupt = 0
+    losses = []
     window_start, window_steps = time.perf_counter(), 0
     for epoch in range(first_epoch, epochs):
         if global_step >= args.max_train_steps:
             break
         start = skip if epoch == first_epoch else 0
+        # Set on the sampler itself: with several processes accelerate's wrappers around a
+        # skipping loader do not pass set_epoch down to it.
+        sampler.set_epoch(epoch)
+        loader.set_epoch(epoch)
         epoch_loader = accelerator.skip_first_batches(loader, start) if start else loader
-        epoch_loader.set_epoch(epoch)
         for position, batch in enumerate(epoch_loader, start=start + 1):
             draws += len(batch["index"])
             corrupt += int(batch["skipped"].sum())
-            if draws >= MIN_DRAWS_FOR_CORRUPT_CHECK and corrupt > args.max_corrupt_fraction * draws:
+            if corrupt >= MIN_CORRUPT_TO_STOP and corrupt > args.max_corrupt_fraction * draws:
                 raise InputError(
-                    f"{corrupt} of the last {draws} samples drawn were unreadable images (more than "
-                    f"--max-corrupt-fraction {args.max_corrupt_fraction}); the data copy looks broken. "
+                    f"{corrupt} of the {draws} samples this process has drawn were unreadable images (more "
+                    f"than --max-corrupt-fraction {args.max_corrupt_fraction}); the data copy looks broken. "
                     "Check the files named in the warnings above, re-copy the dataset, or raise the fraction."
                 )
-            loss = run_step(batch)
+            losses.append(run_step(batch))
             if not accelerator.sync_gradients:
                 continue
             global_step += 1
             window_steps += 1
             progress.update(1)
-            logs = {"loss": accelerator.gather(loss).mean().item(), "lr": lr_scheduler.get_last_lr()[0]}
+            # The loss of the optimisation step: the mean over its micro-batches and processes.
+            loss = accelerator.gather(torch.stack(losses).mean()[None]).mean().item()
+            losses.clear()
+            logs = {"loss": loss, "lr": lr_scheduler.get_last_lr()[0]}
             group = optimizer.param_groups[0]
             if "d" in group:
                 logs["prodigy_d"] = float(group["d"])
@@ -341,30 +387,38 @@ def train(args) -> Path:
                 logs["pairs_per_second"] = window_steps * total_batch / max(elapsed, 1e-9)
                 logs["memory_gb"] = memory_in_use_gb(accelerator.device)
                 window_start, window_steps = time.perf_counter(), 0
-            progress.set_postfix(loss=f"{logs['loss']:.4f}")
+            progress.set_postfix(loss=f"{loss:.4f}")
             accelerator.log(logs, step=global_step)
+            paused = time.perf_counter()
             if global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps:
                 at_end = position == len(loader)
                 save(global_step, epoch + 1 if at_end else epoch, 0 if at_end else position)
-            if validation_pairs and global_step % args.validation_steps == 0 and is_main:
+            if validation_pairs and global_step % args.validation_steps == 0:
                 metrics = log_validation(accelerator, editor, validation_pairs, args, global_step, damage_model)
                 accelerator.log(metrics, step=global_step)
+            window_start += time.perf_counter() - paused  # throughput counts training time only
             if global_step >= args.max_train_steps:
                 break
     progress.close()
     accelerator.wait_for_everyone()
     if global_step < args.max_train_steps:
         raise RSEditError(f"Training stopped at step {global_step} of {args.max_train_steps}: the data ran out.")
+    editor_dir = output_dir / EDITOR_FOLDER
     if is_main:
         final = accelerator.unwrap_model(denoiser)
         if ema is not None and args.export_weights == "ema":
             ema.copy_to(final.parameters())
-        export_editor(editor, final, output_dir)
+        export_editor(editor, final, editor_dir)
         if weight_dtype != torch.float32:
-            restore_frozen_parts(output_dir, editor.root, args.text_encoder, args.position_table)
-        logger.info("Done: `rsedit edit --model %s ...` or put the folder under ComfyUI/models/rsedit/", output_dir)
+            restore_frozen_parts(editor_dir, editor.root, args.text_encoder, args.position_table)
+        logger.info(
+            "Done: the editor is %s. Use it with `rsedit edit --model %s`, or copy that folder to "
+            "ComfyUI/models/rsedit/.",
+            editor_dir,
+            editor_dir,
+        )
     accelerator.end_training()
-    return output_dir
+    return editor_dir
 
 
 def main(argv: list[str] | None = None) -> int:

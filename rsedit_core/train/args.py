@@ -8,7 +8,10 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from ..errors import InputError
+from ..images import MIN_SIZE
 
 PAPER_BATCH = 32
 
@@ -164,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--checkpoints-total-limit",
         type=_positive,
-        default=None,
-        help="Keep only the newest N checkpoints (default: keep all).",
+        default=3,
+        help="Keep only the newest N checkpoints (an SD-1.5 checkpoint with EMA and Prodigy state is ~20 GB).",
     )
     out.add_argument(
         "--resume",
@@ -217,6 +220,10 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
         problems.append("--dataloader-num-workers must be >= 0")
     if args.max_grad_norm < 0:
         problems.append("--max-grad-norm must be >= 0")
+    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
+        problems.append("--mixed-precision fp16 needs a CUDA GPU (CPU autocast lacks fp16 kernels); use bf16 or no")
+    if args.validation_data and args.resolution < MIN_SIZE:
+        problems.append(f"validation edits need --resolution >= {MIN_SIZE} (the editor's smallest input)")
     if args.damage_model and not args.validation_data:
         problems.append("--damage-model scores validation edits: give --validation-data too")
     if args.damage_model and not Path(args.damage_model).is_file():
@@ -244,11 +251,14 @@ def run_settings(args: argparse.Namespace, editor, num_processes: int, report) -
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     return {
         "backbone": args.backbone,
-        "base": str(args.base),
+        "base": os.path.abspath(args.base) if os.path.exists(args.base) else str(args.base),
         "denoiser_config": json.loads(json.dumps(config, default=list)),
         "optimizer": args.optimizer,
         "use_ema": args.ema_decay > 0,
-        "text_encoder": None if args.text_encoder is None else os.fspath(args.text_encoder),
+        "text_encoder": None if args.text_encoder is None else os.path.abspath(args.text_encoder),
+        "position_table": args.position_table if args.text_encoder else None,
+        "conditioning_dropout": args.conditioning_dropout,
+        "ema_decay": args.ema_decay,
         "resolution": args.resolution,
         "train_batch_size": args.train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,

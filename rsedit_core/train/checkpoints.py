@@ -28,8 +28,18 @@ _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 # Settings a checkpoint must share with the run that resumes it: they change what the saved
 # optimizer and model states mean. Others (batch size, data) only change what comes next.
-MUST_MATCH = ("backbone", "denoiser_config", "optimizer", "use_ema", "text_encoder")
-SHOULD_MATCH = ("resolution", "train_batch_size", "gradient_accumulation_steps", "num_processes", "seed", "data")
+MUST_MATCH = ("backbone", "denoiser_config", "optimizer", "use_ema", "text_encoder", "position_table")
+SHOULD_MATCH = (
+    "base",
+    "resolution",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "num_processes",
+    "seed",
+    "data",
+    "conditioning_dropout",
+    "ema_decay",
+)
 
 
 class CheckpointError(RSEditError):
@@ -84,6 +94,21 @@ def read_state(path: str | os.PathLike) -> dict:
         return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"Cannot read {Path(path) / STATE_FILE}: {e}. Resume from an earlier checkpoint.") from e
+
+
+def set_aside_newer(output_dir: str | os.PathLike, step: int) -> list[Path]:
+    """After resuming from step ``step``, rename later checkpoints (an abandoned continuation) to
+    ``checkpoint-N.superseded`` so that ``--resume latest`` and rotation never pick them. Nothing
+    is deleted."""
+    moved = []
+    for later_step, path in list_checkpoints(output_dir):
+        if later_step > step:
+            target = path.with_name(path.name + ".superseded")
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(path, target)
+            logger.warning("Resumed from step %d: set %s aside as %s", step, path.name, target.name)
+            moved.append(target)
+    return moved
 
 
 def check_compatible(saved: dict, current: dict, where: Path) -> list[str]:
@@ -146,7 +171,8 @@ def finish_checkpoint(partial: Path, state: dict, total_limit: int | None) -> Pa
     else:
         os.replace(partial, final)
     if total_limit:
-        for _, old in list_checkpoints(final.parent)[:-total_limit]:
+        older = [path for _, path in list_checkpoints(final.parent) if path != final]
+        for old in older[: max(0, len(older) + 1 - total_limit)]:
             logger.info("Removing %s (--checkpoints-total-limit %d)", old, total_limit)
             shutil.rmtree(old, ignore_errors=True)
     return final
@@ -189,7 +215,9 @@ def save_checkpoint(
         if is_main:
             final = finish_checkpoint(partial, state, total_limit)
             logger.info("Saved %s", final)
-    except OSError as e:
+    except Exception as e:
+        # A full disk surfaces as OSError, torch's "unexpected pos" RuntimeError or a
+        # SafetensorError depending on the writer; all of them leave the same half-written folder.
         raise abandon_checkpoint(partial, e, output_dir) from e
     barrier()
     return partial.with_name(partial.name[: -len(PARTIAL_SUFFIX)])

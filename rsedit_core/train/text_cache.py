@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -111,9 +111,20 @@ def cache_is_valid(directory: Path, identity: dict, captions: set[str]) -> bool:
 
 
 def build_text_cache(
-    model: EditorModel, captions: Iterable[str], directory: str | os.PathLike, batch_size: int = 32
+    model: EditorModel,
+    captions: Iterable[str],
+    directory: str | os.PathLike,
+    batch_size: int = 32,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] = lambda: None,
 ) -> Path:
-    """Encode every distinct caption (and the empty prompt) into ``directory``; reuse a valid cache."""
+    """Encode every distinct caption (and the empty prompt) into ``directory``; reuse a valid cache.
+
+    With several processes each encodes its share (so none waits long at a barrier) into shards of
+    its own, and the main process (``rank`` 0) writes the index last: a cache whose build was
+    interrupted has no index and is rebuilt, never half-used.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -122,33 +133,37 @@ def build_text_cache(
     if cache_is_valid(directory, identity, set(unique)):
         logger.info("Reusing the text-embedding cache in %s (%d captions)", directory, len(unique))
         return directory
-    directory.mkdir(parents=True, exist_ok=True)
+    barrier()  # every process has seen the old index before it goes
+    if rank == 0:
+        (directory / INDEX_FILE).unlink(missing_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
+    barrier()
     masked = model.kind == "dit"
-    entries: dict[str, tuple[str, str]] = {}
-    shards = []
-    for start in range(0, len(unique), SHARD_SIZE):
-        shard_name = f"shard-{start // SHARD_SIZE:05d}.safetensors"
+    mine = unique[rank::world_size]
+    for start in range(0, len(mine), SHARD_SIZE):
+        chunk = mine[start : start + SHARD_SIZE]
         tensors = {}
-        chunk = unique[start : start + SHARD_SIZE]
         for offset in range(0, len(chunk), batch_size):
             part = chunk[offset : offset + batch_size]
             embeds, mask = embed_prompts(model, part)
             for i, caption in enumerate(part):
-                row = embeds[i]
-                if masked:
-                    row = row[: int(mask[i].sum())]
-                key = f"e{start + offset + i}"
-                tensors[key] = row.detach().to("cpu").contiguous()
-                entries[caption_key(caption)] = (shard_name, key)
-        save_file(tensors, str(directory / shard_name))
-        shards.append(shard_name)
-    index = {
-        "identity": identity,
-        "max_length": model.text_max_length,
-        "masked": masked,
-        "shards": shards,
-        "entries": entries,
-    }
-    (directory / INDEX_FILE).write_text(json.dumps(index), encoding="utf-8")
-    logger.info("Cached %d caption embeddings in %s", len(unique), directory)
+                row = embeds[i] if not masked else embeds[i][: int(mask[i].sum())]
+                tensors[caption_key(caption)] = row.detach().to("cpu").contiguous()
+        save_file(tensors, str(directory / f"shard-r{rank:03d}-{start // SHARD_SIZE:05d}.safetensors"))
+    barrier()
+    if rank == 0:
+        entries: dict[str, tuple[str, str]] = {}
+        shards = sorted(p.name for p in directory.glob("shard-r*.safetensors"))
+        from safetensors import safe_open
+
+        for name in shards:
+            with safe_open(str(directory / name), framework="pt") as f:
+                entries.update({key: (name, key) for key in f.keys()})
+        index = {"identity": identity, "max_length": model.text_max_length, "masked": masked, "shards": shards}
+        index["entries"] = entries
+        partial = directory / (INDEX_FILE + ".partial")
+        partial.write_text(json.dumps(index), encoding="utf-8")
+        os.replace(partial, directory / INDEX_FILE)
+        logger.info("Cached %d caption embeddings in %s", len(unique), directory)
+    barrier()
     return directory

@@ -77,9 +77,10 @@ def run_validation(
     return ValidationResult(edited, metrics)
 
 
-def load_validation_pairs(args, model: EditorModel) -> list[ValidationPair]:
-    """The first ``args.validation_pairs`` pairs of ``args.validation_data``, centre-cropped to the
-    training resolution, with their ground-truth damage maps when the records name a ``mask``.
+def load_validation_pairs(model: EditorModel, pairs: list, source, resolution: int, limit: int) -> list[ValidationPair]:
+    """The first ``limit`` of ``pairs`` (from :func:`~rsedit_core.train.data.discover_pairs`),
+    centre-cropped to ``resolution``, with their ground-truth damage maps when the records name a
+    ``mask``.
 
     Their instructions are encoded now, so validation never needs the text encoder again (it
     may be moved off the accelerator when a text-embedding cache is used).
@@ -88,16 +89,15 @@ def load_validation_pairs(args, model: EditorModel) -> list[ValidationPair]:
 
     from ..damage.inference import read_damage_map
     from ..text import encode_text
-    from .data import EditPairDataset, discover_pairs
+    from .data import EditPairDataset
 
-    pairs, _, source = discover_pairs(args.validation_data, check_images=True)
-    pairs = pairs[: args.validation_pairs]
-    dataset = EditPairDataset(pairs, source, args.resolution)
+    pairs = pairs[:limit]
+    dataset = EditPairDataset(pairs, source, resolution)
     loaded = []
     for i, pair in enumerate(pairs):
         pre = (dataset[i]["pre"][None] + 1) / 2
         truth = None
-        if getattr(pair, "mask", None):
+        if pair.mask:
             with Image.open(pair.mask) as image:
                 truth = read_damage_map(np.asarray(image))
             if truth.shape != tuple(pre.shape[-2:]):
@@ -111,7 +111,6 @@ def load_validation_pairs(args, model: EditorModel) -> list[ValidationPair]:
         encode_text(model, pair.caption)
         name = Path(str(pair.pre)).stem if isinstance(pair.pre, str) else f"pair-{pair.pre}"
         loaded.append(ValidationPair(f"{i:02d}-{name}", pre, pair.caption, truth))
-    logger.info(
-        "Validation: %d pairs (%d with damage masks)", len(loaded), sum(p.damage_truth is not None for p in loaded)
-    )
+    scored = sum(p.damage_truth is not None for p in loaded)
+    logger.info("Validation: %d pairs (%d with damage masks)", len(loaded), scored)
     return loaded
