@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+import folder_paths
+
 from .comfy_models import register_model_folder
+from .example_inputs import install_example_inputs
 from .nodes_damage import NODES as DAMAGE_NODES
 from .nodes_damage import register_damage_folder
 from .nodes_edit import NODES as EDIT_NODES
@@ -15,4 +18,5 @@ class RSEditExtension(ComfyExtension):
         # Registered here: ComfyUI 0.3.6x never calls on_load, and the loader's schema lists the folder.
         register_model_folder()
         register_damage_folder()
+        install_example_inputs(folder_paths.get_input_directory())
         return [*EDIT_NODES, *DAMAGE_NODES]

@@ -6,7 +6,17 @@ at a nominal ~0.5 m/px, drawn with numpy and Pillow from a fixed seed so it is
 fully reproducible. It is NOT real imagery: the repository ships no third-party
 satellite or aerial data.
 
+It also writes the two companion inputs of the example workflows:
+
+- ``--masked OUT.png``: the scene as RGBA with alpha 0 over the harbour district, which ComfyUI's
+  Load Image turns into a MASK of 1 there (a region "painted" in its mask editor);
+- ``--damage-target OUT.png``: a synthetic xView2-style class map (0 background, 1 no-damage,
+  2 minor, 3 major, 4 destroyed) of this scene's own building footprints, graded by distance from
+  the shore. It is the damage the flood instruction asks for, drawn by this script: a stand-in
+  ground truth that shows how the assessment node scores an edit, not a survey of anything.
+
 Usage: python scripts/make_sample_scene.py OUT.png [--size 512] [--seed 0]
+           [--masked MASKED.png] [--damage-target TARGET.png]
 """
 
 from __future__ import annotations
@@ -61,6 +71,17 @@ def shade(c: RGB, k: float) -> RGB:
 
 def make_scene(size: int = 512, seed: int = 0) -> Image.Image:
     """Return a deterministic synthetic aerial view of a small coastal town."""
+    return render(size, seed)[0]
+
+
+# Inland distance bands (px at 512) of the demo damage target: destroyed, major, minor.
+DAMAGE_BANDS = ((4, 70), (3, 140), (2, 210))
+# The "painted" harbour district of the masked input: (x0, y0, x1, y1) at 512 px.
+PAINTED_BOX = (250, 200, 512, 400)
+
+
+def render(size: int = 512, seed: int = 0) -> tuple[Image.Image, np.ndarray, np.ndarray]:
+    """The scene, a boolean building-footprint mask and the signed distance to the sea (>0: sea)."""
     rng = np.random.default_rng(seed)
     n, s = size, size / 512.0  # all lengths below are designed for 512 px
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
@@ -123,8 +144,9 @@ def make_scene(size: int = 512, seed: int = 0) -> Image.Image:
     img = blend(img, centre * dash * road * min(0.85, s), (222, 218, 200))
 
     # --- buildings on lots along each block front, parks and yard trees ---
-    roofs, roof_m, shadow = Image.new("RGB", (n, n)), blank(n), blank(n)
+    roofs, roof_m, shadow, built = Image.new("RGB", (n, n)), blank(n), blank(n), blank(n)
     rd, md, sd = ImageDraw.Draw(roofs), ImageDraw.Draw(roof_m), ImageDraw.Draw(shadow)
+    bd = ImageDraw.Draw(built)
     trees: list[tuple[float, float, float]] = []
     gx, gy, pad = [-rw, *xs, n + rw], [-rw, *ys, n + rw], rw / 2 + 3 * s
     for i in range(len(gx) - 1):
@@ -158,6 +180,7 @@ def make_scene(size: int = 512, seed: int = 0) -> Image.Image:
                     c = shade(ROOFS[rng.integers(len(ROOFS))], rng.uniform(0.9, 1.08))
                     rd.rectangle(box, fill=c, outline=shade(c, 0.8))
                     md.rectangle(box, fill=255)
+                    bd.rectangle(box, fill=255)
                     if c[0] > c[2] + 40 and w * h > 200 * s * s:  # gabled tile roof
                         half = (bx, by + h / 2) if w > h else (bx + w / 2, by)
                         rd.rectangle((*half, bx + w, by + h), fill=shade(c, 0.8))
@@ -214,7 +237,26 @@ def make_scene(size: int = 512, seed: int = 0) -> Image.Image:
     # --- sensor-like finish: grain noise and slight softening --------------
     img += rng.normal(0, 3.0, img.shape).astype(np.float32)
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
-    return out.filter(ImageFilter.GaussianBlur(0.35 * min(s, 1) + 0.05))
+    return out.filter(ImageFilter.GaussianBlur(0.35 * min(s, 1) + 0.05)), np.asarray(built) > 0, dist
+
+
+def damage_target(size: int = 512, seed: int = 0) -> Image.Image:
+    """The demo class map: buildings graded by distance inland from the sea, 0 elsewhere."""
+    _, buildings, dist = render(size, seed)
+    inland = -dist * 512.0 / size
+    classes = np.where(buildings, 1, 0).astype(np.uint8)
+    for value, reach in DAMAGE_BANDS[::-1]:
+        classes[buildings & (inland < reach)] = value
+    return Image.fromarray(classes, "L")
+
+
+def masked_scene(size: int = 512, seed: int = 0) -> Image.Image:
+    """The scene as RGBA, transparent (alpha 0) over the painted harbour district."""
+    rgba = make_scene(size, seed).convert("RGBA")
+    alpha = Image.new("L", rgba.size, 255)
+    ImageDraw.Draw(alpha).rectangle([round(v * size / 512) for v in PAINTED_BOX], fill=0)
+    rgba.putalpha(alpha)
+    return rgba
 
 
 def main() -> None:
@@ -222,10 +264,18 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="output PNG path")
     parser.add_argument("--size", type=int, default=512, help="square side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--masked", type=Path, help="also write the RGBA input with the painted harbour district")
+    parser.add_argument("--damage-target", type=Path, help="also write the synthetic 0-4 damage class map")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     make_scene(args.size, args.seed).save(args.out, optimize=True)
     print(f"wrote {args.out} ({args.size}x{args.size}, seed={args.seed})")
+    if args.masked:
+        masked_scene(args.size, args.seed).save(args.masked, optimize=True)
+        print(f"wrote {args.masked}")
+    if args.damage_target:
+        damage_target(args.size, args.seed).save(args.damage_target, optimize=True)
+        print(f"wrote {args.damage_target}")
 
 
 if __name__ == "__main__":

@@ -80,12 +80,12 @@ def common_upscale(samples: torch.Tensor, width: int, height: int, upscale_metho
     """Resize ``[B,C,H,W]`` samples to ``height x width`` (``crop="center"`` keeps the aspect ratio).
 
     The double supports the ``torch.nn.functional.interpolate`` modes ComfyUI passes through
-    ("nearest-exact", "bilinear", "bicubic", "area"); ComfyUI's own "bislerp" and "lanczos"
-    resamplers are not reproduced.
+    ("nearest-exact", "bilinear", "bicubic", "area") and "lanczos" (through Pillow on 8-bit
+    images, as ComfyUI does); ComfyUI's own "bislerp" is not reproduced.
     """
     if samples.ndim != 4:
         raise NotImplementedError("the comfy double's common_upscale handles [B,C,H,W] tensors only")
-    if upscale_method in ("bislerp", "lanczos"):
+    if upscale_method == "bislerp":
         raise NotImplementedError(f"the comfy double does not implement upscale_method={upscale_method!r}")
     if crop == "center":
         old_h, old_w = samples.shape[-2:]
@@ -96,4 +96,19 @@ def common_upscale(samples: torch.Tensor, width: int, height: int, upscale_metho
         elif old_aspect < new_aspect:
             y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
         samples = samples[..., y : old_h - y, x : old_w - x]
+    if upscale_method == "lanczos":
+        return _lanczos(samples, width, height)
     return torch.nn.functional.interpolate(samples, size=(height, width), mode=upscale_method)
+
+
+def _lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    resized = []
+    for image in samples:
+        array = np.clip(255.0 * image.movedim(0, -1).float().cpu().numpy(), 0, 255).astype(np.uint8)
+        pil = Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
+        out = np.asarray(pil.resize((width, height), Image.LANCZOS), dtype=np.float32) / 255.0
+        resized.append(torch.from_numpy(out.reshape(height, width, -1)).movedim(-1, 0))
+    return torch.stack(resized).to(samples.device, samples.dtype)

@@ -1,0 +1,501 @@
+"""Write the UI-format example workflows in ``example_workflows/`` and their thumbnails.
+
+Every graph is described below in a few lines (nodes, widget values, links) and laid out in
+columns; the JSON is what ComfyUI's frontend saves (workflow schema 0.4), so it loads from
+Templates -> Custom Nodes -> this pack. The instructions are ours, in the paper's style: what
+changes, how many buildings per damage level, and what stays.
+
+Thumbnails show each graph's *input* image with its title: the synthetic sample scene (or its
+masked variant). They never show an edit: no result image here was produced by the released
+weights, so none is shown.
+
+    python scripts/make_workflows.py            # rewrite example_workflows/
+    python scripts/make_workflows.py --check    # exit 1 if the files differ from what this writes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "example_workflows"
+VERSION = "0.1.0"
+
+UNET = "RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14"
+DIT = "RSEdit-DiT"
+CHANGESTAR = "changestar1x256_vitb_xview2.safetensors"
+MODELS = {
+    UNET: {
+        "name": UNET,
+        "url": "https://huggingface.co/BiliSakura/RSEdit-UNet-text-ablation/tree/main/DGTRS-CLIP-ViT-L-14",
+        "directory": "rsedit",
+    },
+    DIT: {"name": DIT, "url": "https://huggingface.co/BiliSakura/RSEdit-DiT", "directory": "rsedit"},
+    CHANGESTAR: {
+        "name": CHANGESTAR,
+        "url": "https://huggingface.co/EVER-Z/Changen2-ChangeStar1x256",
+        "directory": "changestar",
+    },
+}
+SCENE = "rsedit_sample_scene.png"
+MASKED_SCENE = "rsedit_sample_scene_masked.png"
+DAMAGE_TARGET = "rsedit_sample_damage_target.png"
+
+# Output slots of the nodes used: node type -> [(name, type)].
+OUTPUTS = {
+    "RSEditLoader": [("rsedit_model", "RSEDIT_MODEL")],
+    "RSEditTextEncode": [("conditioning", "RSEDIT_TEXT")],
+    "RSEditSourceConditioning": [("source", "RSEDIT_SOURCE")],
+    "RSEditSampler": [("image", "IMAGE"), ("latent", "LATENT")],
+    "RSEditDamageLoader": [("damage_model", "RSEDIT_DAMAGE_MODEL")],
+    "RSEditDamageAssessment": [
+        ("overlay", "IMAGE"),
+        ("damage_map", "IMAGE"),
+        ("no_damage", "MASK"),
+        ("minor_damage", "MASK"),
+        ("major_damage", "MASK"),
+        ("destroyed", "MASK"),
+        ("report", "STRING"),
+    ],
+    "LoadImage": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
+    "ImageScaleBy": [("IMAGE", "IMAGE")],
+    "ImageCompositeMasked": [("IMAGE", "IMAGE")],
+    "ImageStitch": [("IMAGE", "IMAGE")],
+    "GrowMask": [("MASK", "MASK")],
+    "SaveImage": [],
+    "PreviewImage": [],
+}
+# Socket inputs (in slot order) of the nodes used: node type -> [(name, type)].
+SOCKETS = {
+    "RSEditLoader": [],
+    "RSEditTextEncode": [("rsedit_model", "RSEDIT_MODEL")],
+    "RSEditSourceConditioning": [("rsedit_model", "RSEDIT_MODEL"), ("image", "IMAGE")],
+    "RSEditSampler": [("rsedit_model", "RSEDIT_MODEL"), ("conditioning", "RSEDIT_TEXT"), ("source", "RSEDIT_SOURCE")],
+    "RSEditDamageLoader": [],
+    "RSEditDamageAssessment": [
+        ("damage_model", "RSEDIT_DAMAGE_MODEL"),
+        ("pre", "IMAGE"),
+        ("post", "IMAGE"),
+        ("ground_truth", "IMAGE"),
+        ("ground_truth_mask", "MASK"),
+    ],
+    "LoadImage": [],
+    "ImageScaleBy": [("image", "IMAGE")],
+    "ImageCompositeMasked": [("destination", "IMAGE"), ("source", "IMAGE"), ("mask", "MASK")],
+    "ImageStitch": [("image1", "IMAGE"), ("image2", "IMAGE")],
+    "GrowMask": [("mask", "MASK")],
+    "SaveImage": [("images", "IMAGE")],
+    "PreviewImage": [("images", "IMAGE")],
+}
+SIZES = {
+    "RSEditLoader": (320, 110),
+    "RSEditTextEncode": (420, 260),
+    "RSEditSourceConditioning": (320, 80),
+    "RSEditSampler": (320, 240),
+    "RSEditDamageLoader": (340, 82),
+    "RSEditDamageAssessment": (340, 230),
+    "LoadImage": (320, 330),
+    "ImageScaleBy": (320, 82),
+    "ImageCompositeMasked": (320, 146),
+    "ImageStitch": (320, 150),
+    "GrowMask": (320, 82),
+    "SaveImage": (360, 400),
+    "PreviewImage": (360, 400),
+}
+
+
+@dataclass
+class Graph:
+    """A UI-format workflow being built: nodes, links, and the models its loaders name."""
+
+    title: str
+    description: str
+    nodes: list[dict] = field(default_factory=list)
+    links: list[list] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, widgets: list, column: int, row: float, title: str | None = None) -> int:
+        node_id = len(self.nodes) + 1
+        width, height = SIZES[kind]
+        node = {
+            "id": node_id,
+            "type": kind,
+            "pos": [40 + column * 460, 80 + row * 300],
+            "size": [width, height],
+            "flags": {},
+            "order": node_id - 1,
+            "mode": 0,
+            "inputs": [{"name": name, "type": kind_, "link": None} for name, kind_ in SOCKETS[kind]],
+            "outputs": [
+                {"name": name, "type": kind_, "links": [], "slot_index": i}
+                for i, (name, kind_) in enumerate(OUTPUTS[kind])
+            ],
+            "properties": {"Node name for S&R": kind},
+            "widgets_values": widgets,
+        }
+        if kind.startswith("RSEdit"):
+            node["properties"].update({"cnr_id": "rsedit", "ver": VERSION})
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return node_id
+
+    def link(self, source: int, slot: int, target: int, input_name: str) -> None:
+        link_id = len(self.links) + 1
+        origin, dest = self.nodes[source - 1], self.nodes[target - 1]
+        output = origin["outputs"][slot]
+        index = next(i for i, socket in enumerate(dest["inputs"]) if socket["name"] == input_name)
+        dest["inputs"][index]["link"] = link_id
+        output["links"].append(link_id)
+        self.links.append([link_id, source, slot, target, index, output["type"]])
+
+    def loader(self, model: str, row: float = 0) -> int:
+        if model not in self.models:
+            self.models.append(model)
+        node = self.add("RSEditLoader", [model, "auto", "same"], 0, row)
+        self.nodes[node - 1]["properties"]["models"] = [MODELS[model]]
+        return node
+
+    def to_json(self) -> dict:
+        xs = [n["pos"][0] + n["size"][0] for n in self.nodes]
+        ys = [n["pos"][1] + n["size"][1] for n in self.nodes]
+        return {
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": self.nodes,
+            "links": self.links,
+            "groups": [
+                {
+                    "id": 1,
+                    "title": f"{self.title}: {self.description}",
+                    "bounding": [10, 10, max(xs) + 30, max(ys) + 20],
+                    "color": "#3f789e",
+                    "font_size": 20,
+                    "flags": {},
+                }
+            ],
+            "config": {},
+            "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}},
+            "version": 0.4,
+            "models": [MODELS[name] for name in self.models],
+        }
+
+
+def sampler_widgets(text_cfg: float = 7.5, seed: int = 42) -> list:
+    """seed, its control_after_generate value ("fixed": reruns reproduce), steps, text and image
+    scale, scheduler, variations."""
+    return [seed, "fixed", 50, text_cfg, 1.5, "default", 1]
+
+
+def edit_chain(g: Graph, loader: int, image: int, instruction: str, column: int, row: float, title: str, cfg: float):
+    """Text encode + sampler for one instruction on a shared source; returns the sampler id."""
+    text = g.add("RSEditTextEncode", [instruction, ""], column, row, title=f"Instruction: {title}")
+    g.link(loader, 0, text, "rsedit_model")
+    sampler = g.add("RSEditSampler", sampler_widgets(cfg), column + 1, row, title=f"Edit: {title}")
+    g.link(loader, 0, sampler, "rsedit_model")
+    g.link(text, 0, sampler, "conditioning")
+    g.link(image, 0, sampler, "source")
+    return sampler
+
+
+def single_edit(title: str, description: str, instruction: str, prefix: str, model: str = UNET, finish=None) -> Graph:
+    """Load Image -> source; loader -> text, source, sampler -> Save Image. ``finish(graph,
+    sampler)`` may put nodes between the sampler and Save Image; it returns the node to save."""
+    g = Graph(title, description)
+    cfg = 4.5 if model == DIT else 7.5
+    loader = g.loader(model)
+    image = g.add("LoadImage", [SCENE, "image"], 0, 0.5)
+    source = g.add("RSEditSourceConditioning", ["pad"], 1, 0)
+    g.link(loader, 0, source, "rsedit_model")
+    g.link(image, 0, source, "image")
+    sampler = edit_chain(g, loader, source, instruction, 1, 0.4, title, cfg)
+    last = finish(g, sampler) if finish else sampler
+    save = g.add("SaveImage", [f"rsedit/{prefix}"], 4 if finish else 3, 0)
+    g.link(last, 0, save, "images")
+    return g
+
+
+def stitched_edits(title: str, description: str, steps: list[tuple[str, str]], prefix: str) -> Graph:
+    """Several instructions on one source, stitched left to right in order (same seed)."""
+    g = Graph(title, description)
+    loader = g.loader(UNET)
+    image = g.add("LoadImage", [SCENE, "image"], 0, 0.5)
+    source = g.add("RSEditSourceConditioning", ["pad"], 0, 2)
+    g.link(loader, 0, source, "rsedit_model")
+    g.link(image, 0, source, "image")
+    samplers = [edit_chain(g, loader, source, text, 1, i * 1.0, name, 7.5) for i, (name, text) in enumerate(steps)]
+    left = samplers[0]
+    for i, right in enumerate(samplers[1:]):
+        stitch = g.add("ImageStitch", ["right", True, 8, "white"], 3, i * 0.6)
+        g.link(left, 0, stitch, "image1")
+        g.link(right, 0, stitch, "image2")
+        left = stitch
+    save = g.add("SaveImage", [f"rsedit/{prefix}"], 4, 0)
+    g.link(left, 0, save, "images")
+    return g
+
+
+# The paper-style instructions (ours). Counts are per 512x512 tile of the sample town.
+FLOOD = (
+    "Simulate the aftermath of a major hurricane storm surge on this coastal town. Brown floodwater covers the "
+    "beach, the promenade and the first three blocks inland; about 12 buildings closest to the shore are "
+    "destroyed, with roofs torn off and debris scattered around them, about 20 buildings in the next blocks show "
+    "major damage with missing roof sections and standing water around their walls, and about 15 buildings "
+    "further inland have minor damage such as scattered roof tiles. Uprooted trees lie across the coastal road. "
+    "Keep the road grid, the shoreline position, the pier and every building in the western half unchanged."
+)
+FLOOD_DIT = (
+    "Aftermath of a hurricane storm surge: brown floodwater covers the beach, the promenade and the first "
+    "three blocks inland; about 12 shoreline buildings are destroyed, about 20 have major roof damage. "
+    "The road grid, the shoreline, the pier and the western half of the town are unchanged."
+)
+TSUNAMI = (
+    "Show this coastal town after a tsunami. The wave has swept the beach and the first two blocks inland: about "
+    "15 shoreline buildings are destroyed and reduced to debris fields, boats are washed onto the promenade, and "
+    "a thick layer of sand and mud covers the streets near the coast. About 10 buildings in the third block have "
+    "major damage with collapsed walls, while the inland blocks and the fields stay intact. The coastline, the "
+    "pier footing and the road layout remain in their original positions."
+)
+TORNADO = (
+    "A narrow tornado track crosses the town from the south-west corner to the north-east. Along a strip about "
+    "two blocks wide, around 18 buildings are destroyed with only bare slabs and scattered debris left, about 14 "
+    "neighbouring buildings have major roof damage, and the trees along the track are uprooted and stripped of "
+    "leaves. Buildings outside the strip, the road network, the beach and the sea are unchanged."
+)
+EARTHQUAKE = (
+    "Depict the town after a strong earthquake. About 10 buildings in the central blocks have collapsed into "
+    "rubble piles, around 20 show major damage with partially collapsed roofs and cracked walls, and about 25 "
+    "have minor damage with dislodged roof tiles. Rubble spills onto two central streets. The street grid, the "
+    "trees, the beach, the pier and the sea keep their exact positions and colours."
+)
+EARTHQUAKE_NONE = (
+    "The same town after a moderate earthquake that caused no visible damage: every building keeps an intact "
+    "roof and footprint, the roads are clear of debris, and the trees, the beach and the sea are unchanged. Only "
+    "the sunlight differs slightly because the image was taken on another day."
+)
+WILDFIRE = (
+    "A wildfire has burned through the south-western fields and the western edge of the town. The crop fields "
+    "are charred black and grey, about 16 houses on the western blocks are destroyed with only burned foundations "
+    "left, about 10 have major fire damage with blackened, partly collapsed roofs, and most trees in the western "
+    "parks are burned. The eastern blocks, the beach and the sea are unaffected, and the roads stay in place."
+)
+WILDFIRE_DIT = (
+    "A wildfire burned the south-western fields and the western edge of the town: charred black fields, about "
+    "16 houses destroyed to burned foundations, about 10 with blackened roofs, burned park trees. The eastern "
+    "blocks, the beach, the sea and the roads are unchanged."
+)
+VOLCANO = (
+    "Show the town after a volcanic eruption upwind. A layer of grey volcanic ash covers the roofs, roads, "
+    "fields and trees across the whole scene; a lava flow enters from the north-west corner and destroys about "
+    "8 buildings along its path, and about 20 buildings under the thickest ash have major roof damage. The road "
+    "grid, the coastline and the pier keep their positions, and the sea stays blue with a thin grey film near "
+    "the shore."
+)
+URBAN = [
+    (
+        "site cleared",
+        "Early construction stage: the two crop fields in the south-west are cleared to bare brown soil, graded "
+        "building plots are marked out, and a new access road is laid from the existing street grid into the "
+        "cleared area. Everything else, including all existing buildings, trees, the beach and the sea, stays "
+        "unchanged.",
+    ),
+    (
+        "under construction",
+        "Mid construction stage: on the cleared south-western fields, about 20 house foundations and partly built "
+        "grey concrete structures stand along two new streets, with construction vehicles and material piles "
+        "between them. The existing town, its roads, its trees, the beach and the sea stay unchanged.",
+    ),
+    (
+        "completed",
+        "Completed development: the south-western fields are now a residential district with about 24 finished "
+        "houses with terracotta and grey roofs, two new paved streets connected to the existing grid, and young "
+        "trees in the yards. The existing town, the beach, the pier and the sea are unchanged.",
+    ),
+]
+SEASON = (
+    "Change the season from summer to winter: snow covers the roofs, the fields, the parks and the yards, the "
+    "trees are bare and dark, and the grass is hidden under snow, while the cleared roads stay dark grey. The sea "
+    "darkens slightly under overcast light. All buildings, roads, the beach outline and the pier keep their exact "
+    "positions and shapes."
+)
+SEVERITY = [
+    (
+        "minor",
+        "Hurricane flooding with minor damage: shallow water covers the beach and the promenade, about 15 buildings "
+        "in the first block have minor damage such as scattered roof tiles, and no building is destroyed. The "
+        "roads, the shoreline, the pier and the inland blocks are unchanged.",
+    ),
+    (
+        "major",
+        "Hurricane flooding with major damage: brown floodwater covers the beach, the promenade and the first two "
+        "blocks, and about 20 buildings near the shore have major damage with missing roof sections and water "
+        "around their walls. The roads, the shoreline, the pier and the inland blocks are unchanged.",
+    ),
+    (
+        "destroyed",
+        "Hurricane flooding with destroyed buildings: brown floodwater covers the beach, the promenade and the "
+        "first two blocks, and about 20 buildings near the shore are destroyed, with roofs gone and debris spread "
+        "around their footprints. The roads, the shoreline, the pier and the inland blocks are unchanged.",
+    ),
+]
+HARBOUR = (
+    "Flood the harbour district: brown floodwater fills the streets and yards, about 8 buildings have major damage "
+    "with missing roof sections, and debris lines the flooded promenade. Roads and building footprints stay in "
+    "place."
+)
+
+
+def assessment() -> Graph:
+    """Edit the scene, then assess (pre, edit) without and with the demo damage target."""
+    g = single_edit("Damage assessment", "edit, then ChangeStar scores the edit", FLOOD, "assessment")
+    damage = g.add("RSEditDamageLoader", [CHANGESTAR, "auto"], 0, 2.2)
+    g.nodes[damage - 1]["properties"]["models"] = [MODELS[CHANGESTAR]]
+    g.models.append(CHANGESTAR)
+    truth = g.add("LoadImage", [DAMAGE_TARGET, "image"], 2, 2.2, title="Ground truth (synthetic target, 0-4)")
+    sampler = next(n["id"] for n in g.nodes if n["type"] == "RSEditSampler")
+    scene = next(n["id"] for n in g.nodes if n["type"] == "LoadImage")
+    for row, with_truth in ((1.2, False), (2.2, True)):
+        title = "Assessment with ground truth (F1)" if with_truth else "Assessment (no ground truth)"
+        node = g.add("RSEditDamageAssessment", [1024], 3, row, title=title)
+        g.link(damage, 0, node, "damage_model")
+        g.link(scene, 0, node, "pre")
+        g.link(sampler, 0, node, "post")
+        if with_truth:
+            g.link(truth, 0, node, "ground_truth")
+        preview = g.add("PreviewImage", [], 4, row)
+        g.link(node, 0, preview, "images")
+    return g
+
+
+def upscale() -> Graph:
+    def scale(g: Graph, sampler: int) -> int:
+        node = g.add("ImageScaleBy", ["lanczos", 2.0], 3, 0)
+        g.link(sampler, 0, node, "image")
+        return node
+
+    return single_edit(
+        "Upscale and save", "the edit, 2x Lanczos with ComfyUI's Upscale Image By", FLOOD, "upscaled", finish=scale
+    )
+
+
+def masked() -> Graph:
+    """Edit the whole scene, keep the edit only inside the painted region (native mask nodes)."""
+    g = Graph("Masked edit", "the edit kept only where the mask is painted (Load Image's mask, Grow Mask, composite)")
+    loader = g.loader(UNET)
+    image = g.add("LoadImage", [MASKED_SCENE, "image"], 0, 0.5, title="Load Image (paint the region to edit)")
+    source = g.add("RSEditSourceConditioning", ["pad"], 1, 0)
+    g.link(loader, 0, source, "rsedit_model")
+    g.link(image, 0, source, "image")
+    sampler = edit_chain(g, loader, source, HARBOUR, 1, 0.4, "harbour flood", 7.5)
+    grow = g.add("GrowMask", [6, True], 3, 1.2)
+    g.link(image, 1, grow, "mask")
+    composite = g.add("ImageCompositeMasked", [0, 0, False], 3, 0)
+    g.link(image, 0, composite, "destination")
+    g.link(sampler, 0, composite, "source")
+    g.link(grow, 0, composite, "mask")
+    save = g.add("SaveImage", ["rsedit/masked_edit"], 4, 0)
+    g.link(composite, 0, save, "images")
+    return g
+
+
+def earthquake() -> Graph:
+    g = Graph("Earthquake", "a damaging earthquake and a no-damage case from the same scene")
+    loader = g.loader(UNET)
+    image = g.add("LoadImage", [SCENE, "image"], 0, 0.5)
+    source = g.add("RSEditSourceConditioning", ["pad"], 0, 2)
+    g.link(loader, 0, source, "rsedit_model")
+    g.link(image, 0, source, "image")
+    for row, (name, text, prefix) in enumerate(
+        [("damage", EARTHQUAKE, "earthquake"), ("no damage", EARTHQUAKE_NONE, "earthquake_no_damage")]
+    ):
+        sampler = edit_chain(g, loader, source, text, 1, row * 1.0, f"earthquake, {name}", 7.5)
+        save = g.add("SaveImage", [f"rsedit/{prefix}"], 3, row * 1.4)
+        g.link(sampler, 0, save, "images")
+    return g
+
+
+def workflows() -> dict[str, Graph]:
+    """File name (without .json) -> graph."""
+    return {
+        "rsedit_hurricane_flood": single_edit(
+            "Hurricane flood", "storm surge on a coastal town (U-Net)", FLOOD, "flood"
+        ),
+        "rsedit_tsunami": single_edit("Tsunami", "a tsunami sweeps the shoreline blocks (U-Net)", TSUNAMI, "tsunami"),
+        "rsedit_tornado": single_edit("Tornado", "a tornado track across the town (U-Net)", TORNADO, "tornado"),
+        "rsedit_earthquake": earthquake(),
+        "rsedit_wildfire": single_edit("Wildfire", "a wildfire burns the western edge (U-Net)", WILDFIRE, "wildfire"),
+        "rsedit_volcanic_eruption": single_edit(
+            "Volcanic eruption", "ash fall and a lava flow (U-Net)", VOLCANO, "volcano"
+        ),
+        "rsedit_urban_growth": stitched_edits(
+            "Urban growth", "three construction stages, left to right", URBAN, "urban"
+        ),
+        "rsedit_seasonal_shift": single_edit("Seasonal shift", "summer to winter (U-Net)", SEASON, "season"),
+        "rsedit_dit_hurricane_flood": single_edit(
+            "Hurricane flood (DiT)", "the flood with RSEdit-DiT, text scale 4.5", FLOOD_DIT, "flood_dit", DIT
+        ),
+        "rsedit_dit_wildfire": single_edit(
+            "Wildfire (DiT)", "the wildfire with RSEdit-DiT, text scale 4.5", WILDFIRE_DIT, "wildfire_dit", DIT
+        ),
+        "rsedit_severity_sweep": stitched_edits(
+            "Severity sweep", "minor, major and destroyed, side by side", SEVERITY, "severity"
+        ),
+        "rsedit_damage_assessment": assessment(),
+        "rsedit_upscale_and_save": upscale(),
+        "rsedit_masked_edit": masked(),
+    }
+
+
+def thumbnail(graph: Graph, path: Path) -> None:
+    """The graph's input image with its title: what the template starts from, not a result."""
+    from PIL import Image, ImageDraw
+
+    assets = ROOT / "rsedit_core" / "assets"
+    uses_mask = any(n["type"] == "LoadImage" and n["widgets_values"][0] == MASKED_SCENE for n in graph.nodes)
+    with Image.open(assets / "sample_scene.png") as scene:
+        image = scene.convert("RGB").resize((256, 256), Image.LANCZOS)
+    draw = ImageDraw.Draw(image, "RGBA")
+    if uses_mask:
+        box = [round(v / 2) for v in (250, 200, 512, 400)]
+        draw.rectangle(box, outline=(255, 64, 64, 255), width=2)
+    draw.rectangle((0, 0, 256, 34), fill=(0, 0, 0, 170))
+    draw.text((6, 4), graph.title, fill=(255, 255, 255))
+    draw.text((6, 19), "input: synthetic sample scene", fill=(210, 210, 210))
+    image.save(path, quality=85)
+
+
+def write(out: Path = OUT) -> dict[str, str]:
+    texts = {f"{name}.json": json.dumps(g.to_json(), indent=2) + "\n" for name, g in workflows().items()}
+    out.mkdir(exist_ok=True)
+    for name, text in texts.items():
+        (out / name).write_text(text, encoding="utf-8")
+        thumbnail(workflows()[name[:-5]], out / f"{name[:-5]}.jpg")
+    return texts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with example_workflows/ instead of writing")
+    args = parser.parse_args()
+    if args.check:
+        stale = [
+            f"{name}.json"
+            for name, g in workflows().items()
+            if not (OUT / f"{name}.json").is_file()
+            or (OUT / f"{name}.json").read_text(encoding="utf-8") != json.dumps(g.to_json(), indent=2) + "\n"
+        ]
+        if stale:
+            print(f"out of date: {', '.join(stale)}; run python scripts/make_workflows.py")
+            return 1
+        return 0
+    for name in write():
+        print(f"wrote {OUT / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
