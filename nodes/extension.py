@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import ComfyExtension, io
-
 import folder_paths
+from comfy_api.latest import ComfyExtension, io
 
 from .comfy_models import register_model_folder
 from .example_inputs import install_example_inputs

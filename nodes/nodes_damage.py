@@ -53,7 +53,11 @@ class RSEditDamageLoader(io.ComfyNode):
                     tooltip="auto: fp16 on a GPU, fp32 on the CPU; fp16/bf16 halve memory and time on GPUs.",
                 ),
             ],
-            outputs=[RSEditDamageModel.Output(display_name="damage_model")],
+            outputs=[
+                RSEditDamageModel.Output(
+                    display_name="damage_model", tooltip="The loaded ChangeStar1x256, for RSEdit Damage Assessment."
+                )
+            ],
         )
 
     @classmethod
@@ -125,13 +129,17 @@ class RSEditDamageAssessment(io.ComfyNode):
                 ),
             ],
             outputs=[
-                io.Image.Output(display_name="overlay"),
-                io.Image.Output(display_name="damage_map"),
-                io.Mask.Output(display_name="no_damage"),
-                io.Mask.Output(display_name="minor_damage"),
-                io.Mask.Output(display_name="major_damage"),
-                io.Mask.Output(display_name="destroyed"),
-                io.String.Output(display_name="report"),
+                io.Image.Output(
+                    display_name="overlay", tooltip="The post image with buildings tinted by class, and a legend."
+                ),
+                io.Image.Output(display_name="damage_map", tooltip="The decoded class map in the legend colours."),
+                io.Mask.Output(display_name="no_damage", tooltip="1 on buildings assessed as not damaged."),
+                io.Mask.Output(display_name="minor_damage", tooltip="1 on buildings with minor damage."),
+                io.Mask.Output(display_name="major_damage", tooltip="1 on buildings with major damage."),
+                io.Mask.Output(display_name="destroyed", tooltip="1 on destroyed buildings."),
+                io.String.Output(
+                    display_name="report", tooltip="Class shares, and xView2 F1 scores when a ground truth is given."
+                ),
             ],
         )
 

@@ -57,7 +57,11 @@ class RSEditLoader(io.ComfyNode):
                     tooltip="Precision of the text encoder alone; bf16 halves the DiT's 4.7B-parameter T5-XXL.",
                 ),
             ],
-            outputs=[RSEditModel.Output(display_name="rsedit_model")],
+            outputs=[
+                RSEditModel.Output(
+                    display_name="rsedit_model", tooltip="The loaded editor, for the text, source and sampler nodes."
+                )
+            ],
         )
 
     @classmethod
@@ -101,7 +105,9 @@ class RSEditTextEncode(io.ComfyNode):
                     tooltip="Text to steer away from; empty, as in the paper, is the default.",
                 ),
             ],
-            outputs=[RSEditText.Output(display_name="conditioning")],
+            outputs=[
+                RSEditText.Output(display_name="conditioning", tooltip="The encoded instruction and negative prompt.")
+            ],
         )
 
     @classmethod
@@ -140,7 +146,11 @@ class RSEditSourceConditioning(io.ComfyNode):
                     tooltip=f"How sides that are not a multiple of 8 px (16 for DiT editors) are handled. {policies}.",
                 ),
             ],
-            outputs=[RSEditSource.Output(display_name="source")],
+            outputs=[
+                RSEditSource.Output(
+                    display_name="source", tooltip="The encoded source latent and how the image was fitted."
+                )
+            ],
         )
 
     @classmethod
@@ -209,8 +219,11 @@ class RSEditSampler(io.ComfyNode):
                 ),
             ],
             outputs=[
-                io.Image.Output(display_name="image"),
-                io.Latent.Output(display_name="latent"),
+                io.Image.Output(display_name="image", tooltip="The edited images, at the source's size."),
+                io.Latent.Output(
+                    display_name="latent",
+                    tooltip="The final latents (SD-1.5 latents, unscaled), for native latent nodes.",
+                ),
             ],
         )
 

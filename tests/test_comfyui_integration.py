@@ -6,6 +6,7 @@ COMFYUI_DIR is a ComfyUI checkout; COMFYUI_PYTHON the interpreter that has its r
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -154,3 +155,79 @@ def test_edit_then_damage_assessment(rsedit_comfyui, damage_checkpoint):
     assert entry["status"]["status_str"] == "success", rsedit_comfyui.log()[-3000:]
     assert "building pixels" in entry["outputs"]["11"]["text"][0]
     assert len(entry["outputs"]["12"]["images"]) == 1
+
+
+# The shipped example workflows, converted as the frontend would and queued through /prompt.
+
+WORKFLOW_UNET = "RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14"
+WORKFLOW_CHANGESTAR = "changestar1x256_vitb_xview2.safetensors"
+
+
+@pytest.fixture(scope="module")
+def workflow_comfyui(tmp_path_factory, tiny_editor_dir, tiny_dit_dir, damage_checkpoint) -> ComfyUIClient:
+    """Tiny random models placed under the names the workflows reference; the pack copies the
+    example inputs into the server's input folder when it loads."""
+    import shutil
+
+    custom_nodes = tmp_path_factory.mktemp("custom_nodes")
+    os.symlink(ROOT, custom_nodes / "rsedit")
+    models = tmp_path_factory.mktemp("workflow_models")
+    shutil.copytree(tiny_editor_dir, models / WORKFLOW_UNET)
+    shutil.copytree(tiny_dit_dir, models / "RSEdit-DiT")
+    changestar = tmp_path_factory.mktemp("workflow_changestar")
+    shutil.copy(damage_checkpoint, changestar / WORKFLOW_CHANGESTAR)
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    with start_comfyui(
+        os.environ["COMFYUI_DIR"], python, custom_nodes, {"rsedit": models, "changestar": changestar}
+    ) as c:
+        yield c
+
+
+def _workflow_graph(client: ComfyUIClient, name: str) -> dict:
+    import json
+
+    from workflow_api import ui_to_api
+
+    workflow = json.loads(open(os.path.join(ROOT, "example_workflows", f"{name}.json")).read())
+    graph = ui_to_api(workflow, client.object_info())
+    for node in graph.values():
+        if node["class_type"] == "RSEditSampler":
+            node["inputs"]["steps"] = 2  # tiny random models: the wiring is under test, not the steps
+    return graph
+
+
+def test_recorded_core_definitions_match_the_server(workflow_comfyui):
+    from workflow_api import core_definitions
+
+    info = workflow_comfyui.object_info()
+    for name, recorded in core_definitions().items():
+        real = info[name]
+        assert real["output"] == recorded["output"] and real["input_order"] == recorded["input_order"], name
+        real_inputs = json.loads(json.dumps(real["input"]))
+        if name == "LoadImage":
+            assert "rsedit_sample_scene.png" in real_inputs["required"]["image"][0]
+            real_inputs["required"]["image"][0] = []
+        assert real_inputs == recorded["input"], name
+
+
+EXAMPLES = sorted(p[:-5] for p in os.listdir(os.path.join(ROOT, "example_workflows")) if p.endswith(".json"))
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_shipped_workflow_runs_through_prompt(workflow_comfyui, name):
+    entry = workflow_comfyui.run(_workflow_graph(workflow_comfyui, name), timeout=600)
+    assert entry["status"]["status_str"] == "success", workflow_comfyui.log()[-3000:]
+    images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
+    assert images
+
+
+def test_shipped_workflow_with_a_missing_model_fails_and_the_server_serves_the_next(workflow_comfyui):
+    graph = _workflow_graph(workflow_comfyui, "rsedit_hurricane_flood")
+    loader = next(i for i, n in graph.items() if n["class_type"] == "RSEditLoader")
+    graph[loader]["inputs"]["model"] = "RSEdit-UNet-text-ablation/not-downloaded"
+    entry = workflow_comfyui.run(graph, timeout=300)
+    assert entry["status"]["status_str"] == "error"
+    [error] = ComfyUIClient.messages(entry, "execution_error")
+    assert "No RSEdit model at 'RSEdit-UNet-text-ablation/not-downloaded'" in error["exception_message"]
+    again = workflow_comfyui.run(_workflow_graph(workflow_comfyui, "rsedit_hurricane_flood"), timeout=300)
+    assert again["status"]["status_str"] == "success"

@@ -268,3 +268,12 @@ def test_load_image_mask_from_alpha_is_the_painted_box(double):
     # PIL rectangles include both corners: rows 200..400 and columns 250..511.
     assert mask[0, 200:401, 250:512].min() == 1.0 and mask.sum() == 201 * 262
     assert torch.equal(image, run_node(LoadImage, image="rsedit_sample_scene.png").args[0])
+
+
+def test_node_reference_page_is_current():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_node_docs.py"), "--check"], capture_output=True)
+    assert done.returncode == 0, done.stdout.decode()
+    page = (ROOT / "docs" / "nodes.md").read_text()
+    for node_id in ("RSEditLoader", "RSEditTextEncode", "RSEditSourceConditioning", "RSEditSampler",
+                    "RSEditDamageLoader", "RSEditDamageAssessment"):  # fmt: skip
+        assert f"(`{node_id}`)" in page
