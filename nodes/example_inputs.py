@@ -1,13 +1,16 @@
 """Put the example workflows' input images in ComfyUI's input folder, so the templates run as loaded.
 
 The images are synthetic (``scripts/make_sample_scene.py``): a drawn coastal town, the same town
-with the harbour district "painted" (alpha 0, which Load Image turns into a MASK of 1), and a
-drawn 0-4 damage class map of its buildings. Existing files are never overwritten.
+with the waterfront around the pier "painted" (alpha 0, which Load Image turns into a MASK of 1), and a
+drawn 0-4 damage class map of its buildings. Existing files are never overwritten; a deleted one
+comes back at the next start unless ``RSEDIT_NO_EXAMPLE_INPUTS=1`` is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -26,14 +29,20 @@ def install_example_inputs(input_dir: str | Path) -> list[Path]:
     """Copy the missing example inputs into ``input_dir``; returns what was copied. A folder that
     cannot be written to is logged and skipped: the nodes work without these files."""
     copied = []
+    if os.environ.get("RSEDIT_NO_EXAMPLE_INPUTS", "") not in ("", "0"):
+        return copied
     for name, asset in EXAMPLE_INPUTS.items():
         target = Path(input_dir) / name
         if target.exists():
             continue
+        partial = target.with_name(f".{name}.partial-{os.getpid()}")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ASSETS / asset, target)
+            shutil.copyfile(ASSETS / asset, partial)
+            os.replace(partial, target)  # never a half-written file under the final name
         except OSError as e:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
             logger.warning("Could not copy the example input %s to %s: %s", asset, target, e)
             continue
         copied.append(target)

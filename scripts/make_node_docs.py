@@ -1,7 +1,7 @@
 """Write docs/nodes.md from the nodes' own schemas (ids, inputs, defaults, ranges, tooltips, outputs).
 
-The schemas are read through the ComfyUI test double in tests/comfy_double, so the page is exactly
-what ComfyUI's /object_info shows for each node, and a test keeps it current.
+The schemas are read through the ComfyUI test double in tests/comfy_double, whose /object_info
+entries for our nodes the real-server tests compare with ComfyUI's; a test keeps the page current.
 
     python scripts/make_node_docs.py            # rewrite docs/nodes.md
     python scripts/make_node_docs.py --check    # exit 1 if docs/nodes.md is out of date
@@ -19,8 +19,8 @@ OUT = ROOT / "docs" / "nodes.md"
 
 HEADER = """# RSEdit nodes
 
-Every node of the pack, as ComfyUI lists it (`GET /object_info`). All nodes are in the **RSEdit/**
-menu; their ids (in brackets) are permanent, so saved workflows keep loading. Types in capitals
+Every node of the pack, with the inputs, defaults and tooltips its schema gives ComfyUI. All nodes
+are in the **RSEdit/** menu; their ids (in brackets) are permanent, so saved workflows keep loading. Types in capitals
 are ComfyUI's own (IMAGE `[B,H,W,3]` 0..1, MASK `[B,H,W]` 0..1, LATENT SD latents); `RSEDIT_*`
 types carry a loaded model, an encoded instruction or an encoded source between our nodes.
 

@@ -8,7 +8,7 @@ satellite or aerial data.
 
 It also writes the two companion inputs of the example workflows:
 
-- ``--masked OUT.png``: the scene as RGBA with alpha 0 over the harbour district, which ComfyUI's
+- ``--masked OUT.png``: the scene as RGBA with alpha 0 over the waterfront around the pier, which ComfyUI's
   Load Image turns into a MASK of 1 there (a region "painted" in its mask editor);
 - ``--damage-target OUT.png``: a synthetic xView2-style class map (0 background, 1 no-damage,
   2 minor, 3 major, 4 destroyed) of this scene's own building footprints, graded by distance from
@@ -76,7 +76,7 @@ def make_scene(size: int = 512, seed: int = 0) -> Image.Image:
 
 # Inland distance bands (px at 512) of the demo damage target: destroyed, major, minor.
 DAMAGE_BANDS = ((4, 70), (3, 140), (2, 210))
-# The "painted" harbour district of the masked input: (x0, y0, x1, y1) at 512 px.
+# The "painted" waterfront around the pier of the masked input: (x0, y0, x1, y1) at 512 px.
 PAINTED_BOX = (250, 200, 512, 400)
 
 
@@ -251,7 +251,7 @@ def damage_target(size: int = 512, seed: int = 0) -> Image.Image:
 
 
 def masked_scene(size: int = 512, seed: int = 0) -> Image.Image:
-    """The scene as RGBA, transparent (alpha 0) over the painted harbour district."""
+    """The scene as RGBA, transparent (alpha 0) over the painted waterfront around the pier."""
     rgba = make_scene(size, seed).convert("RGBA")
     alpha = Image.new("L", rgba.size, 255)
     ImageDraw.Draw(alpha).rectangle([round(v * size / 512) for v in PAINTED_BOX], fill=0)
@@ -264,7 +264,9 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="output PNG path")
     parser.add_argument("--size", type=int, default=512, help="square side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--masked", type=Path, help="also write the RGBA input with the painted harbour district")
+    parser.add_argument(
+        "--masked", type=Path, help="also write the RGBA input with the painted waterfront around the pier"
+    )
     parser.add_argument("--damage-target", type=Path, help="also write the synthetic 0-4 damage class map")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,18 +28,27 @@ VERSION = "0.1.0"
 UNET = "RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14"
 DIT = "RSEdit-DiT"
 CHANGESTAR = "changestar1x256_vitb_xview2.safetensors"
-MODELS = {
-    UNET: {
-        "name": UNET,
-        "url": "https://huggingface.co/BiliSakura/RSEdit-UNet-text-ablation/tree/main/DGTRS-CLIP-ViT-L-14",
+
+
+def _weights_entry(folder: str, repo: str, subfolder: str, component: str) -> dict:
+    """ComfyUI's model metadata for an editor folder: its denoiser's weight file. The frontend
+    lists model *files* (a folder name never matches) and downloads single ``.safetensors`` from a
+    ``/resolve/`` URL, so this names the one file that tells whether the editor is installed; the
+    rest of the folder is fetched as the README's Models section shows."""
+    relative = f"{component}/diffusion_pytorch_model.safetensors"
+    prefix = f"{subfolder}/" if subfolder else ""
+    return {
+        "name": f"{folder}/{relative}",
+        "url": f"https://huggingface.co/{repo}/resolve/main/{prefix}{relative}",
         "directory": "rsedit",
-    },
-    DIT: {"name": DIT, "url": "https://huggingface.co/BiliSakura/RSEdit-DiT", "directory": "rsedit"},
-    CHANGESTAR: {
-        "name": CHANGESTAR,
-        "url": "https://huggingface.co/EVER-Z/Changen2-ChangeStar1x256",
-        "directory": "changestar",
-    },
+    }
+
+
+# The damage checkpoint has no entry: upstream names its file only in the repo's config.json and
+# users convert it (README), so there is no file URL that would land under this name.
+MODELS = {
+    UNET: _weights_entry(UNET, "BiliSakura/RSEdit-UNet-text-ablation", "DGTRS-CLIP-ViT-L-14", "unet"),
+    DIT: _weights_entry(DIT, "BiliSakura/RSEdit-DiT", "", "transformer"),
 }
 SCENE = "rsedit_sample_scene.png"
 MASKED_SCENE = "rsedit_sample_scene_masked.png"
@@ -66,6 +75,7 @@ OUTPUTS = {
     "ImageCompositeMasked": [("IMAGE", "IMAGE")],
     "ImageStitch": [("IMAGE", "IMAGE")],
     "GrowMask": [("MASK", "MASK")],
+    "PreviewAny": [],
     "SaveImage": [],
     "PreviewImage": [],
 }
@@ -88,6 +98,7 @@ SOCKETS = {
     "ImageCompositeMasked": [("destination", "IMAGE"), ("source", "IMAGE"), ("mask", "MASK")],
     "ImageStitch": [("image1", "IMAGE"), ("image2", "IMAGE")],
     "GrowMask": [("mask", "MASK")],
+    "PreviewAny": [("source", "*")],
     "SaveImage": [("images", "IMAGE")],
     "PreviewImage": [("images", "IMAGE")],
 }
@@ -103,6 +114,7 @@ SIZES = {
     "ImageCompositeMasked": (320, 146),
     "ImageStitch": (320, 150),
     "GrowMask": (320, 82),
+    "PreviewAny": (340, 140),
     "SaveImage": (360, 400),
     "PreviewImage": (360, 400),
 }
@@ -156,7 +168,7 @@ class Graph:
     def loader(self, model: str, row: float = 0) -> int:
         if model not in self.models:
             self.models.append(model)
-        node = self.add("RSEditLoader", [model, "auto", "same"], 0, row)
+        node = self.add("RSEditLoader", [model, "auto", "same"], 0, row, title=f"RSEdit Loader ({model})")
         self.nodes[node - 1]["properties"]["models"] = [MODELS[model]]
         return node
 
@@ -181,7 +193,7 @@ class Graph:
             "config": {},
             "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}},
             "version": 0.4,
-            "models": [MODELS[name] for name in self.models],
+            "models": [MODELS[name] for name in self.models if name in MODELS],
         }
 
 
@@ -219,22 +231,31 @@ def single_edit(title: str, description: str, instruction: str, prefix: str, mod
     return g
 
 
-def stitched_edits(title: str, description: str, steps: list[tuple[str, str]], prefix: str) -> Graph:
-    """Several instructions on one source, stitched left to right in order (same seed)."""
+def stitched_edits(
+    title: str, description: str, steps: list[tuple[str, str]], prefix: str, chained: bool = False
+) -> Graph:
+    """Several instructions stitched left to right in order (same seed). Each edits the scene, or
+    with ``chained`` the previous stage's result (so later stages build on earlier ones)."""
     g = Graph(title, description)
     loader = g.loader(UNET)
     image = g.add("LoadImage", [SCENE, "image"], 0, 0.5)
     source = g.add("RSEditSourceConditioning", ["pad"], 0, 2)
     g.link(loader, 0, source, "rsedit_model")
     g.link(image, 0, source, "image")
-    samplers = [edit_chain(g, loader, source, text, 1, i * 1.0, name, 7.5) for i, (name, text) in enumerate(steps)]
+    samplers = []
+    for i, (name, text) in enumerate(steps):
+        if chained and samplers:
+            source = g.add("RSEditSourceConditioning", ["pad"], 3, i * 1.0 - 0.3, title=f"Source: stage {i}")
+            g.link(loader, 0, source, "rsedit_model")
+            g.link(samplers[-1], 0, source, "image")
+        samplers.append(edit_chain(g, loader, source, text, 1, i * 1.0, name, 7.5))
     left = samplers[0]
     for i, right in enumerate(samplers[1:]):
-        stitch = g.add("ImageStitch", ["right", True, 8, "white"], 3, i * 0.6)
+        stitch = g.add("ImageStitch", ["right", True, 8, "white"], 4, i * 0.6)
         g.link(left, 0, stitch, "image1")
         g.link(right, 0, stitch, "image2")
         left = stitch
-    save = g.add("SaveImage", [f"rsedit/{prefix}"], 4, 0)
+    save = g.add("SaveImage", [f"rsedit/{prefix}"], 5, 0)
     g.link(left, 0, save, "images")
     return g
 
@@ -246,25 +267,28 @@ FLOOD = (
     "destroyed, with roofs torn off and debris scattered around them, about 20 buildings in the next blocks show "
     "major damage with missing roof sections and standing water around their walls, and about 15 buildings "
     "further inland have minor damage such as scattered roof tiles. Uprooted trees lie across the coastal road. "
-    "Keep the road grid, the shoreline position, the pier and every building in the western half unchanged."
+    "Keep the road grid, the shoreline position, the pier and every building more than three blocks from the "
+    "shore unchanged."
 )
 FLOOD_DIT = (
     "Aftermath of a hurricane storm surge: brown floodwater covers the beach, the promenade and the first "
     "three blocks inland; about 12 shoreline buildings are destroyed, about 20 have major roof damage. "
-    "The road grid, the shoreline, the pier and the western half of the town are unchanged."
+    "The road grid, the shoreline, the pier and the blocks further inland are unchanged."
 )
 TSUNAMI = (
     "Show this coastal town after a tsunami. The wave has swept the beach and the first two blocks inland: about "
     "15 shoreline buildings are destroyed and reduced to debris fields, boats are washed onto the promenade, and "
     "a thick layer of sand and mud covers the streets near the coast. About 10 buildings in the third block have "
-    "major damage with collapsed walls, while the inland blocks and the fields stay intact. The coastline, the "
-    "pier footing and the road layout remain in their original positions."
+    "major damage with collapsed walls, and about 12 buildings in the fourth block have minor damage from water "
+    "and mud, while the inland blocks and the fields stay intact. The coastline, the pier footing and the road "
+    "layout remain in their original positions."
 )
 TORNADO = (
-    "A narrow tornado track crosses the town from the south-west corner to the north-east. Along a strip about "
-    "two blocks wide, around 18 buildings are destroyed with only bare slabs and scattered debris left, about 14 "
-    "neighbouring buildings have major roof damage, and the trees along the track are uprooted and stripped of "
-    "leaves. Buildings outside the strip, the road network, the beach and the sea are unchanged."
+    "A narrow tornado track crosses the inland blocks from the south-west corner to the northern edge of the "
+    "town. Along a strip about two blocks wide, around 18 buildings are destroyed with only bare slabs and "
+    "scattered debris left, about 14 neighbouring buildings have major roof damage, and the trees along the track "
+    "are uprooted and stripped of leaves. Buildings outside the strip, the road network, the beach and the sea are "
+    "unchanged."
 )
 EARTHQUAKE = (
     "Depict the town after a strong earthquake. About 10 buildings in the central blocks have collapsed into "
@@ -298,7 +322,7 @@ VOLCANO = (
 URBAN = [
     (
         "site cleared",
-        "Early construction stage: the two crop fields in the south-west are cleared to bare brown soil, graded "
+        "Early construction stage: the three crop fields in the south-west are cleared to bare brown soil, graded "
         "building plots are marked out, and a new access road is laid from the existing street grid into the "
         "cleared area. Everything else, including all existing buildings, trees, the beach and the sea, stays "
         "unchanged.",
@@ -325,7 +349,7 @@ SEASON = (
 SEVERITY = [
     (
         "minor",
-        "Hurricane flooding with minor damage: shallow water covers the beach and the promenade, about 15 buildings "
+        "Hurricane flooding with minor damage: shallow water covers the beach and the promenade, about 10 buildings "
         "in the first block have minor damage such as scattered roof tiles, and no building is destroyed. The "
         "roads, the shoreline, the pier and the inland blocks are unchanged.",
     ),
@@ -342,23 +366,21 @@ SEVERITY = [
         "around their footprints. The roads, the shoreline, the pier and the inland blocks are unchanged.",
     ),
 ]
-HARBOUR = (
-    "Flood the harbour district: brown floodwater fills the streets and yards, about 8 buildings have major damage "
-    "with missing roof sections, and debris lines the flooded promenade. Roads and building footprints stay in "
-    "place."
+WATERFRONT = (
+    "Flood the painted waterfront: brown floodwater covers the beach and the promenade around the pier, about 5 "
+    "buildings near the shore have major damage with missing roof sections, and debris lines the flooded "
+    "promenade. The pier, the roads and the building footprints stay in place."
 )
 
 
 def assessment() -> Graph:
     """Edit the scene, then assess (pre, edit) without and with the demo damage target."""
     g = single_edit("Damage assessment", "edit, then ChangeStar scores the edit", FLOOD, "assessment")
-    damage = g.add("RSEditDamageLoader", [CHANGESTAR, "auto"], 0, 2.2)
-    g.nodes[damage - 1]["properties"]["models"] = [MODELS[CHANGESTAR]]
-    g.models.append(CHANGESTAR)
-    truth = g.add("LoadImage", [DAMAGE_TARGET, "image"], 2, 2.2, title="Ground truth (synthetic target, 0-4)")
+    damage = g.add("RSEditDamageLoader", [CHANGESTAR, "auto"], 0, 2.6)
+    truth = g.add("LoadImage", [DAMAGE_TARGET, "image"], 2, 3.2, title="Ground truth (synthetic target, 0-4)")
     sampler = next(n["id"] for n in g.nodes if n["type"] == "RSEditSampler")
     scene = next(n["id"] for n in g.nodes if n["type"] == "LoadImage")
-    for row, with_truth in ((1.2, False), (2.2, True)):
+    for row, with_truth in ((1.6, False), (3.2, True)):
         title = "Assessment with ground truth (F1)" if with_truth else "Assessment (no ground truth)"
         node = g.add("RSEditDamageAssessment", [1024], 3, row, title=title)
         g.link(damage, 0, node, "damage_model")
@@ -368,6 +390,8 @@ def assessment() -> Graph:
             g.link(truth, 0, node, "ground_truth")
         preview = g.add("PreviewImage", [], 4, row)
         g.link(node, 0, preview, "images")
+        report = g.add("PreviewAny", [], 3, row + 0.9, title="Report" + (" (F1 scores)" if with_truth else ""))
+        g.link(node, 6, report, "source")
     return g
 
 
@@ -390,7 +414,7 @@ def masked() -> Graph:
     source = g.add("RSEditSourceConditioning", ["pad"], 1, 0)
     g.link(loader, 0, source, "rsedit_model")
     g.link(image, 0, source, "image")
-    sampler = edit_chain(g, loader, source, HARBOUR, 1, 0.4, "harbour flood", 7.5)
+    sampler = edit_chain(g, loader, source, WATERFRONT, 1, 0.4, "waterfront flood", 7.5)
     grow = g.add("GrowMask", [6, True], 3, 1.2)
     g.link(image, 1, grow, "mask")
     composite = g.add("ImageCompositeMasked", [0, 0, False], 3, 0)
@@ -413,7 +437,7 @@ def earthquake() -> Graph:
         [("damage", EARTHQUAKE, "earthquake"), ("no damage", EARTHQUAKE_NONE, "earthquake_no_damage")]
     ):
         sampler = edit_chain(g, loader, source, text, 1, row * 1.0, f"earthquake, {name}", 7.5)
-        save = g.add("SaveImage", [f"rsedit/{prefix}"], 3, row * 1.4)
+        save = g.add("SaveImage", [f"rsedit/{prefix}"], 3 + row, 0)
         g.link(sampler, 0, save, "images")
     return g
 
@@ -432,7 +456,7 @@ def workflows() -> dict[str, Graph]:
             "Volcanic eruption", "ash fall and a lava flow (U-Net)", VOLCANO, "volcano"
         ),
         "rsedit_urban_growth": stitched_edits(
-            "Urban growth", "three construction stages, left to right", URBAN, "urban"
+            "Urban growth", "three construction stages, each built on the last", URBAN, "urban", chained=True
         ),
         "rsedit_seasonal_shift": single_edit("Seasonal shift", "summer to winter (U-Net)", SEASON, "season"),
         "rsedit_dit_hurricane_flood": single_edit(
@@ -460,7 +484,10 @@ def thumbnail(graph: Graph, path: Path) -> None:
         image = scene.convert("RGB").resize((256, 256), Image.LANCZOS)
     draw = ImageDraw.Draw(image, "RGBA")
     if uses_mask:
-        box = [round(v / 2) for v in (250, 200, 512, 400)]
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from make_sample_scene import PAINTED_BOX
+
+        box = [round(v / 2) for v in PAINTED_BOX]
         draw.rectangle(box, outline=(255, 64, 64, 255), width=2)
     draw.rectangle((0, 0, 256, 34), fill=(0, 0, 0, 170))
     draw.text((6, 4), graph.title, fill=(255, 255, 255))

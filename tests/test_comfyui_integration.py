@@ -219,6 +219,9 @@ def test_shipped_workflow_runs_through_prompt(workflow_comfyui, name):
     assert entry["status"]["status_str"] == "success", workflow_comfyui.log()[-3000:]
     images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
     assert images
+    if name == "rsedit_damage_assessment":  # the reports reach the UI through the core Preview Any node
+        shown = [output["text"][0] for output in entry["outputs"].values() if "text" in output]
+        assert sum("F1_dam" in text for text in shown) == 1, shown
 
 
 def test_shipped_workflow_with_a_missing_model_fails_and_the_server_serves_the_next(workflow_comfyui):

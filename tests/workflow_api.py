@@ -17,13 +17,16 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent / "data"
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
-# Node types that only exist in the frontend (never sent to the server).
-VIRTUAL_TYPES = ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")
+# Node types that only exist in the frontend: notes are never sent; reroutes and primitives are
+# rewired into their neighbours by the frontend.
+NOTE_TYPES = ("Note", "MarkdownNote")
+REWIRED_TYPES = ("Reroute", "PrimitiveNode")
 # Core nodes the shipped workflows may use (their definitions are in comfyui_core_nodes.json).
 CORE_TYPES = (
     "LoadImage",
     "SaveImage",
     "PreviewImage",
+    "PreviewAny",
     "ImageScaleBy",
     "ImageCompositeMasked",
     "ImageStitch",
@@ -148,7 +151,8 @@ def structure_problems(workflow: dict) -> list[str]:
             problems.append(f"link {link_id} not listed on node {origin}'s output {slot}")
         if socket.get("link") != link_id:
             problems.append(f"link {link_id} not on node {target}'s input {target_slot}")
-        if not output["type"] == socket["type"] == kind:
+        # A "*" socket (Preview Any) takes any type; the link keeps the origin's.
+        if output["type"] != kind or socket["type"] not in (kind, "*"):
             problems.append(f"link {link_id}: {output['type']} -> {socket['type']} (link says {kind})")
     if links and max(links) > workflow["last_link_id"]:
         problems.append(f"last_link_id {workflow['last_link_id']} < link id {max(links)}")
@@ -160,11 +164,15 @@ def structure_problems(workflow: dict) -> list[str]:
 
 
 def ui_to_api(workflow: dict, definitions: dict[str, dict]) -> dict:
-    """The ``/prompt`` graph of a UI workflow (muted, bypassed and frontend-only nodes dropped)."""
+    """The ``/prompt`` graph of a UI workflow. Muted nodes (mode 2) are dropped; bypassed nodes
+    (mode 4) and frontend-only nodes (reroutes, primitives) need the frontend's rewiring, which
+    this converter does not reproduce, so they are refused rather than silently dropped."""
     links = {link[0]: link for link in workflow["links"]}
     graph = {}
     for node in workflow["nodes"]:
-        if node["type"] in VIRTUAL_TYPES or node.get("mode", 0) != 0:
+        if node["type"] in REWIRED_TYPES or node.get("mode", 0) == 4:
+            raise ValueError(f"node {node['id']} ({node['type']}, mode {node.get('mode', 0)}) needs frontend rewiring")
+        if node["type"] in NOTE_TYPES or node.get("mode", 0) == 2:
             continue
         inputs = widget_values(node, definitions[node["type"]])
         for socket in node.get("inputs", []):

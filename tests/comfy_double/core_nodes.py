@@ -9,6 +9,7 @@ Masked, Image Stitch (right only) and Grow Mask.
 
 from __future__ import annotations
 
+import json
 import os
 
 import comfy.utils
@@ -225,3 +226,28 @@ class GrowMask(io.ComfyNode):
 
 
 NODES = [LoadImage, SaveImage, PreviewImage, ImageScaleBy, ImageCompositeMasked, ImageStitch, GrowMask]
+
+
+class PreviewAny(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PreviewAny",
+            display_name="Preview Any",
+            category="utils",
+            inputs=[io.AnyType.Input("source")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, source=None):
+        if isinstance(source, str):
+            value = source
+        elif isinstance(source, int | float | bool):
+            value = str(source)
+        else:
+            value = "None" if source is None else json.dumps(source, default=str)
+        return io.NodeOutput(ui={"text": (value,)})
+
+
+NODES = [*NODES, PreviewAny]
