@@ -215,13 +215,15 @@ EXAMPLES = sorted(p[:-5] for p in os.listdir(os.path.join(ROOT, "example_workflo
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_shipped_workflow_runs_through_prompt(workflow_comfyui, name):
-    entry = workflow_comfyui.run(_workflow_graph(workflow_comfyui, name), timeout=600)
+    graph = _workflow_graph(workflow_comfyui, name)
+    entry = workflow_comfyui.run(graph, timeout=600)
     assert entry["status"]["status_str"] == "success", workflow_comfyui.log()[-3000:]
     images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
     assert images
     if name == "rsedit_damage_assessment":  # the reports reach the UI through the core Preview Any node
-        shown = [output["text"][0] for output in entry["outputs"].values() if "text" in output]
-        assert sum("F1_dam" in text for text in shown) == 1, shown
+        previews = [i for i, node in graph.items() if node["class_type"] == "PreviewAny"]
+        shown = [entry["outputs"][i]["text"][0] for i in previews]
+        assert len(shown) == 2 and sum("F1_dam" in text for text in shown) == 1, shown
 
 
 def test_shipped_workflow_with_a_missing_model_fails_and_the_server_serves_the_next(workflow_comfyui):
