@@ -5,9 +5,9 @@ columns; the JSON is what ComfyUI's frontend saves (workflow schema 0.4), so it 
 Templates -> Custom Nodes -> this pack. The instructions are ours, in the paper's style: what
 changes, how many buildings per damage level, and what stays.
 
-Thumbnails show each graph's *input* image with its title: the synthetic sample scene (or its
-masked variant). They never show an edit: no result image here was produced by the released
-weights, so none is shown.
+Thumbnails show each graph's *input* image (the synthetic sample scene, with the painted region
+outlined where the graph uses it) beside a schematic of the graph itself. They never show an
+edit: no result image here was produced by the released weights, so none is shown.
 
     python scripts/make_workflows.py            # rewrite example_workflows/
     python scripts/make_workflows.py --check    # exit 1 if the files differ from what this writes
@@ -474,14 +474,42 @@ def workflows() -> dict[str, Graph]:
     }
 
 
+def _draw_graph(draw, graph: Graph, box: tuple[int, int, int, int]) -> None:
+    """A schematic of the graph itself: node boxes where the canvas has them (ours blue, ComfyUI's
+    grey) and the links between them, scaled into ``box``."""
+    x0, y0, x1, y1 = box
+    left = min(n["pos"][0] for n in graph.nodes)
+    top = min(n["pos"][1] - 30 for n in graph.nodes)
+    right = max(n["pos"][0] + n["size"][0] for n in graph.nodes)
+    bottom = max(n["pos"][1] + n["size"][1] for n in graph.nodes)
+    scale = min((x1 - x0) / (right - left), (y1 - y0) / (bottom - top))
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return x0 + (x - left) * scale, y0 + (y - top) * scale
+
+    nodes = {n["id"]: n for n in graph.nodes}
+    for _, origin, _, target, _, _ in graph.links:
+        a, b = nodes[origin], nodes[target]
+        start = at(a["pos"][0] + a["size"][0], a["pos"][1] + a["size"][1] / 2)
+        end = at(b["pos"][0], b["pos"][1] + b["size"][1] / 2)
+        draw.line([start, end], fill=(150, 170, 190), width=1)
+    for node in graph.nodes:
+        ours = node["type"].startswith("RSEdit")
+        corner = at(node["pos"][0], node["pos"][1] - 30)
+        far = at(node["pos"][0] + node["size"][0], node["pos"][1] + node["size"][1])
+        draw.rectangle([corner, far], fill=(52, 92, 140) if ours else (88, 88, 92), outline=(220, 220, 220))
+
+
 def thumbnail(graph: Graph, path: Path) -> None:
-    """The graph's input image with its title: what the template starts from, not a result."""
+    """What the template is: its input image (left) and a schematic of its graph (right). Never a
+    result image."""
     from PIL import Image, ImageDraw
 
     assets = ROOT / "rsedit_core" / "assets"
     uses_mask = any(n["type"] == "LoadImage" and n["widgets_values"][0] == MASKED_SCENE for n in graph.nodes)
+    image = Image.new("RGB", (512, 256), (32, 34, 38))
     with Image.open(assets / "sample_scene.png") as scene:
-        image = scene.convert("RGB").resize((256, 256), Image.LANCZOS)
+        image.paste(scene.convert("RGB").resize((256, 256), Image.LANCZOS), (0, 0))
     draw = ImageDraw.Draw(image, "RGBA")
     if uses_mask:
         sys.path.insert(0, str(ROOT / "scripts"))
@@ -489,9 +517,12 @@ def thumbnail(graph: Graph, path: Path) -> None:
 
         box = [round(v / 2) for v in PAINTED_BOX]
         draw.rectangle(box, outline=(255, 64, 64, 255), width=2)
-    draw.rectangle((0, 0, 256, 34), fill=(0, 0, 0, 170))
+    _draw_graph(draw, graph, (268, 44, 504, 248))
+    draw.rectangle((0, 0, 512, 34), fill=(0, 0, 0, 170))
     draw.text((6, 4), graph.title, fill=(255, 255, 255))
-    draw.text((6, 19), "input: synthetic sample scene", fill=(210, 210, 210))
+    draw.text(
+        (6, 19), "input: synthetic sample scene  |  the graph (RSEdit nodes blue, ComfyUI's grey)", fill=(210, 210, 210)
+    )
     image.save(path, quality=85)
 
 

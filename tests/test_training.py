@@ -177,13 +177,18 @@ def test_two_processes_train_save_once_and_resume_exactly(tiny_sd_dir, pairs, tm
     _same_checkpoint(whole / "checkpoint-5", parts / "checkpoint-5")
 
 
-def test_dit_trains_with_cached_text_and_exports(tiny_dit_dir, pairs, tmp_path):
+def test_dit_trains_in_bf16_with_cached_text_and_exports(tiny_dit_dir, pairs, tmp_path):
     out = tmp_path / "dit"
     cache = tmp_path / "t5-cache"
-    extra = ["--max-train-steps", "2", "--checkpointing-steps", "2", "--text-embeddings-cache", str(cache)]
+    # bf16 autocast with the frozen VAE and T5 in bf16: the cache then holds bf16 rows.
+    extra = ["--max-train-steps", "2", "--checkpointing-steps", "2", "--text-embeddings-cache", str(cache),
+             "--mixed-precision", "bf16"]  # fmt: skip
     assert _main(_args(tiny_dit_dir, pairs, out, *extra, backbone="dit")) == 0
     assert (cache / "index.json").is_file() and (out / "checkpoint-2" / "transformer_ema").is_dir()
     assert len(json.loads((cache / "index.json").read_text())["entries"]) == 5  # 4 captions + the empty one
+    assert json.loads((cache / "index.json").read_text())["identity"]["dtype"] == "torch.bfloat16"
+    exported = _weights(out / "editor" / "vae")  # the base's own fp32 files, not the bf16 copy
+    assert all(v.dtype == torch.float32 for v in exported.values())
     model = load_editor(out)
     assert model.kind == "dit" and model.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
     assert not list(out.rglob("pipeline_rsedit_dit.py"))

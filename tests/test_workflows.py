@@ -68,7 +68,7 @@ def test_every_scenario_has_a_graph_and_a_thumbnail():
     } <= set(NAMES)
     for path in FILES:
         with Image.open(path.with_suffix(".jpg")) as thumb:
-            assert thumb.format == "JPEG" and thumb.size == (256, 256)
+            assert thumb.format == "JPEG" and thumb.size == (512, 256)
 
 
 def test_files_are_what_the_generator_writes():
