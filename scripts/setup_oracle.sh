@@ -4,13 +4,51 @@
 # beside the torch 2.13.0 CPU build of the main environment, hence its own venv.
 # Usage: bash scripts/setup_oracle.sh [VENV_DIR]   (default .venv-oracle); then
 #        TORCHANGE_PYTHON=VENV_DIR/bin/python python -m pytest -q
+#
+# The venv takes about 6.5 GB (torch 2.14.1 is a CUDA build, its NVIDIA libraries included).
+# Exit status: 0 ready; 75 too little free disk, before or during the install (nothing is left
+# behind; RSEDIT_ORACLE_DISK_GB sets the free space asked for, default 8); anything else an error.
 set -euo pipefail
 venv="${1:-.venv-oracle}"
-python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
+need_gb="${RSEDIT_ORACLE_DISK_GB:-8}"
+export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+parent="$(dirname "$venv")"
+mkdir -p "$parent"
+free_kb="$(df -Pk "$parent" | awk 'NR == 2 {print $4}')"
+if ((free_kb < need_gb * 1024 * 1024)); then
+    echo "setup_oracle: $((free_kb / 1024 / 1024)) GB free under $parent, the torchange oracle asks for" \
+        "$need_gb GB; not built. Free some disk, or set RSEDIT_ORACLE_DISK_GB lower at your own risk." >&2
+    exit 75
+fi
+
+log="$(mktemp)"
 constraints="$(mktemp)"
-printf 'torch==2.14.1\ntorchvision==0.29.1\n' > "$constraints"
-"$venv/bin/python" -m pip install -q -c "$constraints" torchange==0.0.4 ever-beta safetensors numpy
-rm -f "$constraints"
+finish() {
+    local rc=$?
+    if ((rc != 0)); then
+        rm -rf "$venv" # a half-built venv only holds disk
+        if grep -qE "No space left on device|Errno 28" "$log"; then
+            echo "setup_oracle: the disk filled during the install; the partial venv was removed." >&2
+            rc=75
+        fi
+    fi
+    rm -f "$log" "$constraints"
+    exit "$rc"
+}
+trap finish EXIT
+
+pip_install() {
+    # pip's output goes to the log (shown on failure), so that a full disk can be told apart.
+    if ! "$venv/bin/python" -m pip install -q "$@" >>"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        return 1
+    fi
+}
+
+python3 -m venv "$venv" 2>>"$log"
+pip_install --upgrade pip
+pip_install torch==2.14.1 torchvision==0.29.1
+printf 'torch==2.14.1\ntorchvision==0.29.1\n' >"$constraints"
+pip_install -c "$constraints" torchange==0.0.4 ever-beta safetensors numpy
 "$venv/bin/python" -c "import torchange, ever; print('torchange oracle ready:', torchange.__file__)"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -105,6 +107,27 @@ def pack():
 
     install_comfy_double()
     return import_pack()
+
+
+def oracle_python() -> str:
+    """The torchange interpreter named by TORCHANGE_PYTHON, or a skip that says why there is none.
+    `.ci/run` sets RSEDIT_ORACLE_MISSING when it could not build the oracle (too little disk)."""
+    python = os.environ.get("TORCHANGE_PYTHON")
+    if not python:
+        why = os.environ.get("RSEDIT_ORACLE_MISSING", "TORCHANGE_PYTHON is not set")
+        pytest.skip(f"no torchange oracle ({why}); build one with scripts/setup_oracle.sh and set TORCHANGE_PYTHON")
+    return python
+
+
+def place_file(source: Path, target: Path) -> Path:
+    """Put a read-only test model at `target` as a hard link (a copy across file systems), so
+    that the 190 MB random ChangeStar is stored once however many model folders name it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from comfyui_server import ComfyUIClient, ComfyUIValidationError, start_comfyui
-from conftest import edit_graph
+from conftest import edit_graph, place_file
 
 pytestmark = [
     pytest.mark.comfyui,
@@ -81,7 +81,7 @@ def rsedit_comfyui(tmp_path_factory, tiny_editor_dir, tiny_dit_dir, damage_check
     shutil.copytree(tiny_editor_dir, models / MODEL)
     shutil.copytree(tiny_dit_dir, models / DIT)
     changestar = tmp_path_factory.mktemp("changestar")
-    shutil.copy(damage_checkpoint, changestar / damage_checkpoint.name)
+    place_file(damage_checkpoint, changestar / damage_checkpoint.name)
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     paths = {"rsedit": models, "changestar": changestar}
     with start_comfyui(os.environ["COMFYUI_DIR"], python, custom_nodes, paths) as client:
@@ -175,7 +175,7 @@ def workflow_comfyui(tmp_path_factory, tiny_editor_dir, tiny_dit_dir, damage_che
     shutil.copytree(tiny_editor_dir, models / WORKFLOW_UNET)
     shutil.copytree(tiny_dit_dir, models / "RSEdit-DiT")
     changestar = tmp_path_factory.mktemp("workflow_changestar")
-    shutil.copy(damage_checkpoint, changestar / WORKFLOW_CHANGESTAR)
+    place_file(damage_checkpoint, changestar / WORKFLOW_CHANGESTAR)
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     with start_comfyui(
         os.environ["COMFYUI_DIR"], python, custom_nodes, {"rsedit": models, "changestar": changestar}

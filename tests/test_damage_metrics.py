@@ -10,13 +10,13 @@ smoothing (see `rsedit_core.damage.metrics`), so they are compared with `abs=1e-
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import oracle_python
 
 from rsedit_core.damage.metrics import DamageMetrics, damage_scores
 from rsedit_core.errors import InputError
@@ -236,9 +236,7 @@ PARITY_CASES = {"classes_only": dict(seed=0), "building_maps": dict(seed=1, buil
 
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory) -> dict:
-    python = os.environ.get("TORCHANGE_PYTHON")
-    if not python:
-        pytest.skip("set TORCHANGE_PYTHON to an interpreter with torchange 0.0.4 + ever-beta to run the parity test")
+    python = oracle_python()
     folder = tmp_path_factory.mktemp("damage-metrics-oracle")
     cases = {name: _structured_masks(**kwargs) for name, kwargs in PARITY_CASES.items()}
     for name, masks in cases.items():

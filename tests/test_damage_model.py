@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import oracle_python
 
 from rsedit_core.damage import ChangeStar1x256, convert_checkpoint, load_damage_model, normalize_pair
 from rsedit_core.damage.checkpoint import expected_shapes
@@ -213,9 +214,7 @@ def test_unreadable_and_missing_files(tmp_path):
 
 @pytest.fixture(scope="module")
 def oracle_dir(tmp_path_factory) -> Path:
-    python = os.environ.get("TORCHANGE_PYTHON")
-    if not python:
-        pytest.skip("set TORCHANGE_PYTHON to an interpreter with torchange 0.0.4 + ever-beta to run the parity test")
+    python = oracle_python()
     out = tmp_path_factory.mktemp("torchange-oracle")
     sizes = [str(s) for s in PARITY_SIZES]
     result = subprocess.run(

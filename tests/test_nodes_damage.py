@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import pytest
 import torch
 from comfy_double import reset_comfy_double
+from conftest import place_file
 
 CHECKPOINT = "changestar1x256_random.safetensors"
 
@@ -18,8 +18,7 @@ def nodes(pack, tmp_path, damage_checkpoint):
 
     reset_comfy_double()
     folder_paths.models_dir = str(tmp_path / "models")
-    (tmp_path / "models" / "changestar").mkdir(parents=True)
-    shutil.copy(damage_checkpoint, tmp_path / "models" / "changestar" / CHECKPOINT)
+    place_file(damage_checkpoint, tmp_path / "models" / "changestar" / CHECKPOINT)
     (tmp_path / "models" / "changestar" / "notes.txt").write_text("not a model")
     extension = asyncio.run(pack.comfy_entrypoint())
     return {cls.define_schema().node_id: cls for cls in asyncio.run(extension.get_node_list())}

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, place_file
 from PIL import Image
 from workflow_api import (
     CORE_TYPES,
@@ -208,8 +208,7 @@ def double(pack, our_nodes, tmp_path, tiny_editor_dir, tiny_dit_dir, damage_chec
     folder_paths.set_output_directory(str(tmp_path / "output"))
     shutil.copytree(tiny_editor_dir, tmp_path / "models" / "rsedit" / UNET_NAME)
     shutil.copytree(tiny_dit_dir, tmp_path / "models" / "rsedit" / "RSEdit-DiT")
-    (tmp_path / "models" / "changestar").mkdir(parents=True)
-    shutil.copy(damage_checkpoint, tmp_path / "models" / "changestar" / "changestar1x256_vitb_xview2.safetensors")
+    place_file(damage_checkpoint, tmp_path / "models" / "changestar" / CHANGESTAR)
     extension = asyncio.run(pack.comfy_entrypoint())
     nodes = [*asyncio.run(extension.get_node_list()), *CORE_NODES]
     assert sorted(p.name for p in (tmp_path / "input").iterdir()) == sorted(EXAMPLE_INPUTS)
@@ -278,9 +277,10 @@ def test_a_missing_model_fails_the_run_and_the_next_one_works(double, definition
 
 
 def test_core_node_doubles_match_the_recorded_definitions(definitions):
-    from comfy_double import install_comfy_double
+    from comfy_double import install_comfy_double, reset_comfy_double
 
     install_comfy_double()
+    reset_comfy_double()  # not the input folder of an earlier test, which is gone
     from comfy_double.core_nodes import NODES
 
     recorded = core_definitions()
