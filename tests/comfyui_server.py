@@ -98,6 +98,14 @@ class ComfyUIClient:
         except json.JSONDecodeError:
             return status, raw.decode(errors="replace")
 
+    def get_bytes(self, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
+        """``GET path``: the status and the raw body (for files the server serves)."""
+        try:
+            with _OPENER.open(self.base_url + path, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
     def object_info(self, node_class: str | None = None) -> dict:
         """``GET /object_info`` (every node, or one node's entry keyed by its class)."""
         status, body = self._request("GET", "/object_info" + (f"/{node_class}" if node_class else ""))

@@ -213,6 +213,20 @@ def test_recorded_core_definitions_match_the_server(workflow_comfyui):
 EXAMPLES = sorted(p[:-5] for p in os.listdir(os.path.join(ROOT, "example_workflows")) if p.endswith(".json"))
 
 
+def test_shipped_workflows_are_offered_as_templates(workflow_comfyui):
+    """Templates -> Custom Nodes lists what /workflow_templates returns; the frontend then fetches
+    each graph and its thumbnail from /api/workflow_templates/<pack folder>/."""
+    status, body = workflow_comfyui.get_bytes("/workflow_templates")
+    assert status == 200 and sorted(json.loads(body)["rsedit"]) == EXAMPLES
+    folder = os.path.join(ROOT, "example_workflows")
+    for name in EXAMPLES:
+        for suffix in (".json", ".jpg"):
+            status, served = workflow_comfyui.get_bytes(f"/api/workflow_templates/rsedit/{name}{suffix}")
+            with open(os.path.join(folder, name + suffix), "rb") as f:
+                assert status == 200 and served == f.read(), (name, suffix, status)
+    assert workflow_comfyui.get_bytes("/api/workflow_templates/rsedit/not_a_workflow.json")[0] == 404
+
+
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_shipped_workflow_runs_through_prompt(workflow_comfyui, name):
     graph = _workflow_graph(workflow_comfyui, name)
