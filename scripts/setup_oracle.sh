@@ -22,33 +22,35 @@ if ((free_kb < need_gb * 1024 * 1024)); then
     exit 75
 fi
 
-log="$(mktemp)"
-constraints="$(mktemp)"
+disk_full=0
 finish() {
     local rc=$?
     if ((rc != 0)); then
         rm -rf "$venv" # a half-built venv only holds disk
-        if grep -qE "No space left on device|Errno 28" "$log"; then
+        if ((disk_full)); then
             echo "setup_oracle: the disk filled during the install; the partial venv was removed." >&2
             rc=75
         fi
     fi
-    rm -f "$log" "$constraints"
     exit "$rc"
 }
 trap finish EXIT
 
-pip_install() {
-    # pip's output goes to the log (shown on failure), so that a full disk can be told apart.
-    if ! "$venv/bin/python" -m pip install -q "$@" >>"$log" 2>&1; then
-        tail -n 20 "$log" >&2
+run() {
+    # The output is kept in memory, not in a file: on a full disk a log could not be written.
+    local out
+    if ! out="$("$@" 2>&1)"; then
+        ((${#out} > 3000)) && out="...${out: -3000}"
+        printf '%s\n' "$out" >&2
+        [[ $out == *"No space left on device"* || $out == *"Errno 28"* ]] && disk_full=1
         return 1
     fi
 }
 
-python3 -m venv "$venv" 2>>"$log"
-pip_install --upgrade pip
-pip_install torch==2.14.1 torchvision==0.29.1
-printf 'torch==2.14.1\ntorchvision==0.29.1\n' >"$constraints"
-pip_install -c "$constraints" torchange==0.0.4 ever-beta safetensors numpy
+pip=("$venv/bin/python" -m pip install -q)
+run python3 -m venv "$venv"
+run "${pip[@]}" --upgrade pip
+run "${pip[@]}" torch==2.14.1 torchvision==0.29.1
+# torchange's own requirements must not move torch or torchvision off the pair above.
+run "${pip[@]}" torchange==0.0.4 ever-beta safetensors numpy torch==2.14.1 torchvision==0.29.1
 "$venv/bin/python" -c "import torchange, ever; print('torchange oracle ready:', torchange.__file__)"
