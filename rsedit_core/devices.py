@@ -1,0 +1,53 @@
+"""Device and dtype names as users type them, checked before any model is loaded."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .errors import InputError
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda, cuda:N or mps"
+_DEVICE = re.compile(r"^(cpu|cuda|mps)(:(\d+))?$")
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` as a device that exists on this machine."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    text = str(name).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    match = _DEVICE.match(text)
+    if not match:
+        raise InputError(f"Unknown device {name!r}; use {DEVICE_HELP}.")
+    kind, index = match.group(1), match.group(3)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            build = "this PyTorch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise InputError(f"Device {name!r} was asked for, but {build}. Use --device cpu (or auto).")
+        count = torch.cuda.device_count()
+        if index is not None and int(index) >= count:
+            raise InputError(f"Device {name!r} does not exist: this machine has {count} CUDA device(s).")
+    if kind == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"Device {name!r} was asked for, but MPS (Apple GPU) is not available here. Use cpu.")
+    return torch.device(text)
+
+
+def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``fp32``/``fp16``/``bf16`` (or a ``torch.dtype``) as a ``torch.dtype``."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise InputError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
+    return DTYPES[dtype]
+
+
+def resolve_dtype(name: str, device: torch.device) -> str:
+    """``auto`` is fp16 on a GPU and fp32 on the CPU (fp16 matmuls are slow or missing there)."""
+    if name == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    torch_dtype(name)
+    return name
