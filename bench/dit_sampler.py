@@ -54,8 +54,9 @@ def make_side(side: str, args):
     from PIL import Image
 
     if side == "ours":
+        from rsedit_core.edit import edit_images
         from rsedit_core.loading import load_editor
-        from rsedit_core.sampler import EditSettings, edit_images
+        from rsedit_core.settings import EditSettings
 
         model = load_editor(args.model_dir)
         pixels = torch.from_numpy(source(args.size)).float().div(255).movedim(-1, 0)[None]

@@ -27,7 +27,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from harness import add_worker_args, measure_sides, print_comparison, worker_main  # noqa: E402
 
-from rsedit_core.loading import DTYPES  # noqa: E402
+from rsedit_core.devices import DTYPES  # noqa: E402
 from rsedit_core.schedulers import SCHEDULER_NAMES, make_scheduler  # noqa: E402
 
 PROMPT = "flood the coastal area; buildings near the shore collapse, roads inland stay unchanged"
@@ -90,8 +90,9 @@ def make_side(side: str, args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     if side == "ours":
+        from rsedit_core.edit import edit_images
         from rsedit_core.loading import load_editor
-        from rsedit_core.sampler import EditSettings, edit_images
+        from rsedit_core.settings import EditSettings
 
         model = load_editor(args.model_dir, dtype=args.dtype, device=args.device)
         pixels = torch.from_numpy(source(args.size)).float().div(255).movedim(-1, 0)[None]

@@ -14,7 +14,8 @@ import comfy.model_patcher
 import folder_paths
 import torch
 
-from ..rsedit_core.loading import EditorModel, find_model_folders
+from ..rsedit_core.editor import EditorModel
+from ..rsedit_core.model_folders import find_model_folders
 
 FOLDER = "rsedit"
 

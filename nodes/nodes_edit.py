@@ -13,12 +13,13 @@ import comfy.model_management as mm
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..rsedit_core.backbones import backbone_for
-from ..rsedit_core.images import SIZE_POLICIES, SIZE_POLICY_HELP
+from ..rsedit_core import defaults
+from ..rsedit_core.conditioning import encode_source
+from ..rsedit_core.edit import run_edit
 from ..rsedit_core.loading import load_editor
 from ..rsedit_core.preview import latents_to_preview
-from ..rsedit_core.sampler import MAX_SEED, EditSettings, encode_source, run_edit
 from ..rsedit_core.schedulers import SCHEDULER_NAMES
+from ..rsedit_core.settings import EditSettings
 from ..rsedit_core.text import encode_text
 from .comfy_models import ComfyEditor, list_models, search_dirs
 
@@ -26,7 +27,7 @@ RSEditModel = io.Custom("RSEDIT_MODEL")
 RSEditText = io.Custom("RSEDIT_TEXT")
 RSEditSource = io.Custom("RSEDIT_SOURCE")
 CATEGORY = "RSEdit"
-DTYPE_OPTIONS = ["auto", "fp32", "fp16", "bf16"]
+DTYPE_OPTIONS = ["auto", *defaults.DTYPE_NAMES]
 
 
 class RSEditLoader(io.ComfyNode):
@@ -77,8 +78,9 @@ class RSEditLoader(io.ComfyNode):
             text_encoder_dtype=None if text_encoder_dtype == "same" else text_encoder_dtype,
             device=mm.unet_offload_device(),
         )
-        backbone = "U-Net, channel concatenation" if editor.kind == "unet" else "PixArt DiT, token concatenation"
-        return io.NodeOutput(ComfyEditor.wrap(model, editor), ui=ui.PreviewText(f"{model}: {backbone}"))
+        backbone = editor.backbone
+        summary = f"{model}: {backbone.display_name}, {backbone.mode}"
+        return io.NodeOutput(ComfyEditor.wrap(model, editor), ui=ui.PreviewText(summary))
 
 
 class RSEditTextEncode(io.ComfyNode):
@@ -128,7 +130,7 @@ class RSEditTextEncode(io.ComfyNode):
 class RSEditSourceConditioning(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        policies = "; ".join(f"{name}: {SIZE_POLICY_HELP[name]}" for name in SIZE_POLICIES)
+        policies = "; ".join(f"{name}: {text}" for name, text in defaults.SIZE_POLICY_HELP.items())
         return io.Schema(
             node_id="RSEditSourceConditioning",
             display_name="RSEdit Source Conditioning",
@@ -141,8 +143,8 @@ class RSEditSourceConditioning(io.ComfyNode):
                 io.Image.Input("image", tooltip="The source scene; a batch edits several scenes of one size."),
                 io.Combo.Input(
                     "size_policy",
-                    options=list(SIZE_POLICIES),
-                    default="pad",
+                    options=list(defaults.SIZE_POLICIES),
+                    default=defaults.SIZE_POLICY,
                     tooltip=f"How sides that are not a multiple of 8 px (16 for DiT editors) are handled. {policies}.",
                 ),
             ],
@@ -155,9 +157,16 @@ class RSEditSourceConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, rsedit_model: ComfyEditor, image, size_policy: str = "pad") -> io.NodeOutput:
+        pixels = image.movedim(-1, 1)
+        overshoot = []
+        if pixels.isfinite().all() and (pixels.min() < 0 or pixels.max() > 1):
+            # Some upstream nodes overshoot 0..1 slightly; ComfyUI's IMAGE is 0..1, so clamp and say so.
+            overshoot = [f"values {float(pixels.min()):.3g}..{float(pixels.max()):.3g} clamped to 0..1"]
+            pixels = pixels.clamp(0, 1)
         rsedit_model.load("vae")
-        source = encode_source(rsedit_model.model, image.movedim(-1, 1), size_policy)
-        mode = backbone_for(rsedit_model.model).mode
+        source = encode_source(rsedit_model.model, pixels, size_policy)
+        source.notes[:0] = overshoot
+        mode = rsedit_model.model.backbone.mode
         text = "; ".join([mode, *source.notes]) if source.notes else f"{mode}; {image.shape[2]}x{image.shape[1]} as is"
         return io.NodeOutput(source, ui=ui.PreviewText(text))
 
@@ -177,31 +186,33 @@ class RSEditSampler(io.ComfyNode):
                 RSEditSource.Input("source", tooltip="The source from RSEdit Source Conditioning."),
                 io.Int.Input(
                     "seed",
-                    default=42,
+                    default=defaults.SEED,
                     min=0,
-                    max=MAX_SEED,
+                    max=defaults.MAX_SEED,
                     control_after_generate=True,
                     tooltip="Noise seed; the same seed and settings give the same edit.",
                 ),
                 io.Int.Input(
                     "steps",
-                    default=50,
+                    default=defaults.STEPS,
                     min=1,
                     max=1000,
-                    tooltip="Denoising steps; more is slower and finer (paper: 100).",
+                    tooltip=f"Denoising steps; more is slower and finer (paper: {defaults.PAPER_STEPS}; at most the "
+                    "model's training timesteps, 1000 for the released editors).",
                 ),
                 io.Float.Input(
                     "text_cfg",
-                    default=7.5,
+                    default=defaults.TEXT_CFG_FROM_EDITOR,
                     min=0.0,
                     max=30.0,
                     step=0.1,
-                    tooltip="Text guidance s_T (paper: 7.5 U-Net, 4.5 DiT): raise it to follow the instruction "
-                    "more; 1 or less turns guidance off.",
+                    tooltip=f"Text guidance s_T: raise it to follow the instruction more. "
+                    f"{defaults.TEXT_CFG_FROM_EDITOR:g} = the editor's default ({defaults.text_cfg_by_backbone()}); "
+                    "other values up to 1 turn guidance off.",
                 ),
                 io.Float.Input(
                     "image_cfg",
-                    default=1.5,
+                    default=defaults.IMAGE_CFG,
                     min=0.0,
                     max=10.0,
                     step=0.05,
@@ -210,12 +221,16 @@ class RSEditSampler(io.ComfyNode):
                 io.Combo.Input(
                     "scheduler",
                     options=list(SCHEDULER_NAMES),
-                    default="default",
+                    default=defaults.SCHEDULER,
                     tooltip="Sampler; 'default' uses the model folder's own (Euler for RSEdit-UNet, DPM-Solver "
                     "multistep for RSEdit-DiT).",
                 ),
                 io.Int.Input(
-                    "variations", default=1, min=1, max=64, tooltip="Edits per source image, each from different noise."
+                    "variations",
+                    default=defaults.VARIATIONS,
+                    min=1,
+                    max=64,
+                    tooltip="Edits per source image, each from different noise.",
                 ),
             ],
             outputs=[
@@ -241,8 +256,9 @@ class RSEditSampler(io.ComfyNode):
         variations: int = 1,
     ) -> io.NodeOutput:
         editor = rsedit_model.model
-        settings = EditSettings(steps, text_cfg, image_cfg, seed, scheduler, variations)
-        settings.check()
+        auto_text = text_cfg == defaults.TEXT_CFG_FROM_EDITOR
+        settings = EditSettings(steps, None if auto_text else text_cfg, image_cfg, seed, scheduler, variations)
+        settings = settings.for_model(editor)  # checked before the models move to the GPU
         rsedit_model.load("denoiser", "vae")
         progress = comfy.utils.ProgressBar(steps)
 

@@ -1,4 +1,9 @@
-"""The ``rsedit`` command line: ``rsedit edit`` and ``rsedit demo``."""
+"""The ``rsedit`` command line: ``rsedit edit`` and ``rsedit demo`` (damage commands in :mod:`.cli_damage`).
+
+Only argparse and the light default/registry modules are imported here, so ``rsedit --help``
+answers at once; torch, diffusers and the models load when a command runs. Every check that needs
+no model (settings, device, output paths, input images) runs before the model is loaded.
+"""
 
 from __future__ import annotations
 
@@ -6,46 +11,35 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
 from importlib import resources
 from pathlib import Path
 
-import torch
-
+from . import defaults
+from .backbones import UNET
 from .errors import ModelNotFoundError, RSEditError
-from .images import SIZE_POLICIES, load_image, save_image, stack_sources
-from .loading import DTYPES, load_editor
-from .sampler import MAX_SEED, EditSettings, edit_images
 from .schedulers import SCHEDULER_NAMES
 
 logger = logging.getLogger("rsedit")
 
-RELEASED_REPO = "BiliSakura/RSEdit-UNet-text-ablation"
-RELEASED_SUBFOLDER = "DGTRS-CLIP-ViT-L-14"
 DEMO_PROMPT = (
     "Flood the coastal town after a hurricane: brown seawater covers the beach, the promenade and "
     "the streets of the two blocks nearest the shore, the buildings there stand in water up to "
     "their roofs; the pier is submerged; roads further inland, the farm fields and the parks stay "
     "dry and unchanged."
 )
+SMOKE_LABEL = "SMOKE RUN: random weights, not an edit"
+SMOKE_BANNER = (
+    "SMOKE RUN: tiny random weights, built on the fly. This checks that the install and the whole\n"
+    "editing path work; the output image is noise, not an edit, and is stamped SMOKE RUN. For a real\n"
+    f"edit, download the released weights ({UNET.release_repo}, subfolder {UNET.release_subfolder})\n"
+    "and pass --model (README, Models)."
+)
 
 
 def sample_scene() -> Path:
     """The synthetic demo scene shipped with the package (see scripts/make_sample_scene.py)."""
     return Path(str(resources.files("rsedit_core") / "assets" / "sample_scene.png"))
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _dtype(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    return name
 
 
 def _progress(step: int, total: int, _latents) -> None:
@@ -57,55 +51,95 @@ def _progress(step: int, total: int, _latents) -> None:
 
 
 def _seed(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= MAX_SEED:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer, got {text!r}") from None
+    if not 0 <= value <= defaults.MAX_SEED:
         raise argparse.ArgumentTypeError(f"seed must be from 0 to 2**64-1, got {value}")
     return value
 
 
-def _add_sampling_args(parser: argparse.ArgumentParser, steps: int) -> None:
+def _pixels(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of pixels (0 = no limit), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = no limit), got {text}")
+    return value
+
+
+def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--negative-prompt", default="", help="Text to steer away from (default: empty, as in the paper)."
+        "--negative-prompt",
+        default=defaults.NEGATIVE_PROMPT,
+        help="Text to steer away from (default: empty, as in the paper).",
     )
     parser.add_argument(
-        "--steps", type=int, default=steps, help=f"Denoising steps (default {steps}; the paper's figures use 100)."
+        "--steps",
+        type=int,
+        default=defaults.STEPS,
+        help=f"Denoising steps (default {defaults.STEPS}; the paper's figures use {defaults.PAPER_STEPS}).",
     )
     parser.add_argument(
         "--text-cfg",
         type=float,
-        default=7.5,
-        help="Text guidance s_T: higher follows the instruction more (default 7.5).",
+        default=None,
+        help=f"Text guidance s_T: higher follows the instruction more; <= 1 turns guidance off "
+        f"(default: the editor's, {defaults.text_cfg_by_backbone()}).",
     )
     parser.add_argument(
         "--image-cfg",
         type=float,
-        default=1.5,
-        help="Image guidance s_I: higher stays closer to the source (default 1.5).",
+        default=defaults.IMAGE_CFG,
+        help=f"Image guidance s_I: higher stays closer to the source (default {defaults.IMAGE_CFG}).",
     )
-    parser.add_argument("--seed", type=_seed, default=42, help="Noise seed, 0..2**64-1 (default 42, the paper's).")
+    parser.add_argument(
+        "--seed",
+        type=_seed,
+        default=defaults.SEED,
+        help=f"Noise seed, 0..2**64-1 (default {defaults.SEED}, the paper's).",
+    )
     parser.add_argument(
         "--scheduler",
         choices=SCHEDULER_NAMES,
-        default="default",
-        help="Sampler; 'default' uses the model folder's own.",
+        default=defaults.SCHEDULER,
+        help="Sampler; 'default' uses the model folder's own (Euler for RSEdit-UNet, DPM-Solver for RSEdit-DiT).",
     )
     parser.add_argument(
         "--size-policy",
-        choices=SIZE_POLICIES,
-        default="pad",
-        help="How to reach a multiple of 8 px: pad (default, keeps every pixel), resize or crop.",
+        choices=defaults.SIZE_POLICIES,
+        default=defaults.SIZE_POLICY,
+        help="How to reach the editor's multiple (8 px U-Net, 16 px DiT): pad (default, keeps every pixel), "
+        "resize or crop.",
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+    parser.add_argument("--device", default="auto", help=f"Where to run: {defaults.DEVICE_HELP} (default auto).")
     parser.add_argument(
-        "--dtype", choices=["auto", *DTYPES], default="auto", help="Weights dtype (default: fp16 on GPU, fp32 on CPU)."
+        "--dtype",
+        choices=["auto", *defaults.DTYPE_NAMES],
+        default="auto",
+        help="Weights dtype (default auto: fp16 on a GPU, fp32 on the CPU).",
     )
     parser.add_argument(
         "--text-encoder-dtype",
-        choices=["same", *DTYPES],
+        choices=["same", *defaults.DTYPE_NAMES],
         default="same",
         help="Text encoder dtype (default: as --dtype); bf16 halves the DiT's T5-XXL.",
     )
-    parser.add_argument("--num-images", type=int, default=1, help="Variations per source image (different noise).")
+    parser.add_argument(
+        "--num-images",
+        type=int,
+        default=defaults.VARIATIONS,
+        help="Variations per source image, each from other noise (default 1).",
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        type=_pixels,
+        default=None,
+        help="Refuse larger input images (decompression-bomb guard; default $RSEDIT_MAX_IMAGE_PIXELS or "
+        "the built-in limit; 0 = no limit).",
+    )
 
 
 def _output_paths(out: Path, sources: int, variations: int) -> list[Path]:
@@ -115,22 +149,11 @@ def _output_paths(out: Path, sources: int, variations: int) -> list[Path]:
 
 
 def _run(args, model_spec: str, subfolder: str | None, images: list[Path], prompt: str, out: Path, label: str) -> int:
-    device = _device(args.device)
+    from .devices import resolve_device, resolve_dtype
+    from .outputs import check_output_path
+    from .settings import EditSettings
+
     start = time.perf_counter()
-    model = load_editor(
-        model_spec,
-        subfolder=subfolder,
-        dtype=_dtype(args.dtype, device),
-        text_encoder_dtype=None if args.text_encoder_dtype == "same" else args.text_encoder_dtype,
-        device=device,
-        text_encoder=getattr(args, "text_encoder", None),
-        position_table=getattr(args, "position_table", "effective"),
-    )
-    loaded = [load_image(path) for path in images]
-    for path, (_, notes) in zip(images, loaded, strict=False):
-        for note in notes:
-            print(f"  {path.name}: {note}", file=sys.stderr)
-    sources = stack_sources([tensor for tensor, _ in loaded])
     settings = EditSettings(
         steps=args.steps,
         text_cfg=args.text_cfg,
@@ -139,8 +162,26 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
         scheduler=args.scheduler,
         num_variations=args.num_images,
     )
-    backbone = "U-Net" if model.kind == "unet" else "PixArt DiT"
-    print(f"{label}: {backbone} editor {model.root} on {device} ({model.dtype})", file=sys.stderr)
+    settings.check()
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    paths = [check_output_path(p, inputs=images) for p in _output_paths(out, len(images), args.num_images)]
+    sources = _read_sources(images, args.max_image_pixels)
+
+    from .edit import edit_images
+    from .images import save_image
+    from .loading import load_editor
+
+    model = load_editor(
+        model_spec,
+        subfolder=subfolder,
+        dtype=dtype,
+        text_encoder_dtype=None if args.text_encoder_dtype == "same" else args.text_encoder_dtype,
+        device=device,
+        text_encoder=getattr(args, "text_encoder", None),
+        position_table=getattr(args, "position_table", "effective"),
+    )
+    print(f"{label}: {model.describe()} on {device} ({model.dtype})", file=sys.stderr)
     result = edit_images(
         model,
         sources,
@@ -152,44 +193,80 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
     )
     for note in result.notes:
         print(f"  {note}", file=sys.stderr)
-    paths = _output_paths(out, sources.shape[0], args.num_images)
-    for image, path in zip(result.images, paths, strict=False):
+    images_out = result.images
+    if getattr(args, "stamp", None):
+        from .images import stamp_label
+
+        images_out = [stamp_label(image, args.stamp) for image in images_out]
+    for image, path in zip(images_out, paths, strict=True):
         save_image(image, path)
         print(f"wrote {path}")
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 
 
+def _read_sources(images: list[Path], max_pixels: int | None):
+    from .images import load_image, stack_sources
+
+    loaded = [load_image(path, max_pixels=max_pixels) for path in images]
+    for path, (_, notes) in zip(images, loaded, strict=True):
+        for note in notes:
+            print(f"  {path.name}: {note}", file=sys.stderr)
+    return stack_sources([tensor for tensor, _ in loaded])
+
+
 def cmd_edit(args) -> int:
     return _run(args, args.model, args.subfolder, args.image, args.prompt, args.out, "RSEdit")
 
 
-SMOKE_BANNER = (
-    "SMOKE RUN: tiny random weights, built on the fly. This checks that the install and the whole\n"
-    "editing path work; the output image is noise, not an edit. For a real edit, download the\n"
-    f"released weights ({RELEASED_REPO}, subfolder {RELEASED_SUBFOLDER}) and pass --model."
-)
+def _smoke(args, scene: Path) -> int:
+    import tempfile
+
+    from .tiny import save_tiny_editor
+
+    print("=" * 78 + "\n" + SMOKE_BANNER + "\n" + "=" * 78, file=sys.stderr)
+    out = args.out.with_name(f"{args.out.stem}_SMOKE{args.out.suffix}")
+    args.stamp = SMOKE_LABEL
+    with tempfile.TemporaryDirectory(prefix="rsedit-smoke-") as tmp:
+        folder = save_tiny_editor(Path(tmp) / "tiny-rsedit")
+        args.steps = min(args.steps, 8)
+        code = _run(args, str(folder), None, [scene], DEMO_PROMPT, out, "RSEdit SMOKE RUN (random weights)")
+    print(
+        f"SMOKE RUN finished: the install works. {out} is noise from random weights, stamped SMOKE RUN; "
+        "it is not an edit.",
+        file=sys.stderr,
+    )
+    return code
 
 
 def cmd_demo(args) -> int:
     scene = sample_scene()
-    if not args.smoke:
-        spec = args.model or os.environ.get("RSEDIT_MODEL") or RELEASED_REPO
-        subfolder = args.subfolder if args.model else (None if os.environ.get("RSEDIT_MODEL") else RELEASED_SUBFOLDER)
-        try:
-            return _run(args, spec, subfolder, [scene], DEMO_PROMPT, args.out, "RSEdit demo (real weights)")
-        except ModelNotFoundError as e:
-            print(f"No RSEdit weights found: {e}\nFalling back to a smoke run.\n", file=sys.stderr)
-    from .tiny import save_tiny_editor
-
-    print("=" * 78 + "\n" + SMOKE_BANNER + "\n" + "=" * 78, file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="rsedit-smoke-") as tmp:
-        folder = save_tiny_editor(Path(tmp) / "tiny-rsedit")
-        args.steps = min(args.steps, 8)
-        out = args.out.with_name(f"{args.out.stem}_SMOKE{args.out.suffix}")
-        code = _run(args, str(folder), None, [scene], DEMO_PROMPT, out, "RSEdit SMOKE RUN (random weights)")
-    print("SMOKE RUN finished: the pipeline works; the image above is not an edit.", file=sys.stderr)
-    return code
+    if args.smoke:
+        return _smoke(args, scene)
+    chosen = args.model or os.environ.get("RSEDIT_MODEL")
+    if chosen:
+        # A model the user named must be used or fail: a smoke run would hide the mistake.
+        subfolder = args.subfolder if args.model else None
+        return _run(args, chosen, subfolder, [scene], DEMO_PROMPT, args.out, "RSEdit demo (real weights)")
+    try:
+        return _run(
+            args,
+            UNET.release_repo,
+            UNET.release_subfolder,
+            [scene],
+            DEMO_PROMPT,
+            args.out,
+            "RSEdit demo (real weights)",
+        )
+    except ModelNotFoundError as e:
+        logger.debug("released weights not available: %s", e)
+        print(
+            f"No RSEdit weights on this machine ({UNET.release_repo} is neither cached nor downloadable here), "
+            "so this is a smoke run on tiny random weights. For a real edit, get the weights (README, Models) "
+            "and run: rsedit demo --model PATH\n",
+            file=sys.stderr,
+        )
+    return _smoke(args, scene)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,34 +278,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     edit = commands.add_parser("edit", help="Edit images following a text instruction.")
     edit.add_argument("--model", required=True, help="Editor folder, hub id (owner/name) or models/rsedit entry.")
-    edit.add_argument("--subfolder", help="Subfolder of the model (e.g. DGTRS-CLIP-ViT-L-14 in the released repo).")
-    edit.add_argument("--image", required=True, nargs="+", type=Path, help="Source image(s) of one size.")
-    edit.add_argument("--prompt", required=True, help="The edit instruction (up to 248 tokens for DGTRS-CLIP).")
     edit.add_argument(
-        "--out", required=True, type=Path, help="Output PNG; several outputs get _<source>_<variation> suffixes."
+        "--subfolder", help=f"Subfolder of the model (e.g. {UNET.release_subfolder} in the released repo)."
     )
-    edit.add_argument("--text-encoder", help="Swap the text encoder: a Long-CLIP .pt or a CLIPTextModel folder.")
+    edit.add_argument("--image", required=True, nargs="+", type=Path, help="Source image(s) of one size.")
+    edit.add_argument(
+        "--prompt",
+        required=True,
+        help="The edit instruction: up to 246 tokens with DGTRS-CLIP, 75 with plain CLIP, 119 with the DiT's T5; "
+        "more is cut and reported.",
+    )
+    edit.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="Output image (.png, .jpg, .tif, ...); several outputs get _<source>_<variation> suffixes. "
+        "Never one of the inputs.",
+    )
+    edit.add_argument(
+        "--text-encoder", help="U-Net only: swap the text encoder for a Long-CLIP .pt or a CLIPTextModel folder."
+    )
     edit.add_argument(
         "--position-table",
         choices=["effective", "plain"],
         default="effective",
         help="Long-CLIP .pt only: position table to use (default effective).",
     )
-    _add_sampling_args(edit, steps=50)
+    _add_sampling_args(edit)
     edit.set_defaults(func=cmd_edit)
 
     demo = commands.add_parser(
-        "demo", help="Edit the shipped sample scene (a smoke run on random weights if none are found)."
+        "demo", help="Edit the shipped sample scene (a labelled smoke run on random weights if no weights are found)."
     )
     demo.add_argument(
-        "--model", help=f"Editor to use (default: $RSEDIT_MODEL, else {RELEASED_REPO}/{RELEASED_SUBFOLDER})."
+        "--model",
+        help=f"Editor to use (default: $RSEDIT_MODEL, else {UNET.release_repo}/{UNET.release_subfolder}); "
+        "one that does not exist is an error.",
     )
     demo.add_argument("--subfolder", help="Subfolder of --model.")
     demo.add_argument(
         "--smoke", action="store_true", help="Use tiny random weights (checks the install; output is noise)."
     )
-    demo.add_argument("--out", type=Path, default=Path("rsedit_demo.png"), help="Output PNG (default rsedit_demo.png).")
-    _add_sampling_args(demo, steps=50)
+    demo.add_argument(
+        "--out", type=Path, default=Path("rsedit_demo.png"), help="Output image (default rsedit_demo.png)."
+    )
+    _add_sampling_args(demo)
     demo.set_defaults(func=cmd_demo)
 
     from .cli_damage import add_commands
@@ -242,14 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    if getattr(args, "num_images", 1) < 1 or getattr(args, "steps", 1) < 1:
-        print("rsedit: error: --steps and --num-images must be >= 1", file=sys.stderr)
-        return 2
+    from .quiet import quiet_optional_messages
+
+    quiet_optional_messages()
     try:
         return args.func(args)
     except RSEditError as e:
         print(f"rsedit: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("rsedit: interrupted; nothing was written under a final name.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ import re
 
 import torch
 
+from .defaults import DEVICE_HELP, DTYPE_NAMES
 from .errors import InputError
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-DEVICE_HELP = "auto (CUDA when available), cpu, cuda, cuda:N or mps"
+DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.float16, torch.bfloat16), strict=True))
 _DEVICE = re.compile(r"^(cpu|cuda|mps)(:(\d+))?$")
 
 

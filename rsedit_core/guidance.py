@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
-
-from .errors import InputError
 
 # Branch order in the model batch: [text + image, empty text + image, empty text + zero image].
 BRANCHES = ("text", "image", "uncond")
@@ -23,14 +19,3 @@ def dual_cfg(
 ) -> torch.Tensor:
     """``eps = u + s_T (t - i) + s_I (i - u)`` for predictions ``t, i, u`` of the three branches."""
     return eps_uncond + text_scale * (eps_text - eps_image) + image_scale * (eps_image - eps_uncond)
-
-
-def check_scales(text_scale: float, image_scale: float) -> None:
-    for name, value in (("text guidance", text_scale), ("image guidance", image_scale)):
-        if not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
-            raise InputError(f"The {name} scale must be a finite number; got {value!r}.")
-        if value < 0:
-            raise InputError(
-                f"The {name} scale must be >= 0; got {value}. Typical values: text 7.5, image 1.5 "
-                "(raise text to follow the instruction more, image to stay closer to the source)."
-            )

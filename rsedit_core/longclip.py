@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import ModelFormatError, ModelNotFoundError
+from .weights import check_weights
 
 # Long-CLIP keeps the first 20 positions of the original CLIP table as they were trained.
 KEPT_POSITIONS = 20
@@ -160,8 +161,6 @@ def load_text_encoder(spec: str | os.PathLike, position_table: str = "effective"
     if path.is_file():
         return load_longclip_checkpoint(path, position_table)
     folder = path / "text_encoder" if (path / "text_encoder" / "config.json").is_file() else path
-    from .loading import check_weights
-
     check_weights(folder)
     try:
         return CLIPTextModel.from_pretrained(folder).eval()

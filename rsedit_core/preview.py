@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .loading import EditorModel
+from .editor import EditorModel
 
 
 @torch.no_grad()

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .loading import EditorModel
+from .backbones import Backbone
+from .editor import EditorModel
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ class TokenReport:
 class TextConditioning:
     """Encoded instruction and negative prompt, each ``(1, L, width)``, plus the token report.
 
-    ``mask``/``negative_mask`` are ``(1, L)`` attention masks for T5 (``None`` for CLIP); ``kind``
-    is the backbone the encoding is for.
+    ``mask``/``negative_mask`` are ``(1, L)`` attention masks for T5 (``None`` for CLIP);
+    ``backbone`` is the one the encoding is for.
     """
 
     prompt: str
@@ -63,25 +64,15 @@ class TextConditioning:
     embeds: torch.Tensor
     negative_embeds: torch.Tensor
     report: TokenReport
-    kind: str = "unet"
+    backbone: Backbone
     mask: torch.Tensor | None = None
     negative_mask: torch.Tensor | None = None
 
 
-def _prepare(model: EditorModel, text: str) -> str:
-    """PixArt's pipeline lower-cases and strips captions before T5 (``clean_caption=False``)."""
-    return text.lower().strip() if model.kind == "dit" else text
-
-
-def _special_tokens(model: EditorModel) -> int:
-    """CLIP adds SOT and EOT; T5 adds EOS only."""
-    return 1 if model.kind == "dit" else 2
-
-
 def count_tokens(model: EditorModel, prompt: str) -> TokenReport:
     """Count the prompt's content tokens (without special tokens) against the encoder's capacity."""
-    capacity = model.text_max_length - _special_tokens(model)
-    ids = model.tokenizer(_prepare(model, prompt), add_special_tokens=False, truncation=False).input_ids
+    capacity = model.text_max_length - model.backbone.special_tokens
+    ids = model.tokenizer(model.backbone.prepare_text(prompt), add_special_tokens=False, truncation=False).input_ids
     dropped_text = model.tokenizer.decode(ids[capacity:]) if len(ids) > capacity else ""
     return TokenReport(len(ids), capacity, dropped_text)
 
@@ -91,7 +82,7 @@ def embed_prompts(model: EditorModel, prompts: list[str]) -> tuple[torch.Tensor,
     """``last_hidden_state`` of each prompt ``(len(prompts), L, width)`` in the encoder's dtype,
     and the attention mask ``(len(prompts), L)`` for T5 (``None`` for CLIP, which uses none)."""
     tokens = model.tokenizer(
-        [_prepare(model, prompt) for prompt in prompts],
+        [model.backbone.prepare_text(prompt) for prompt in prompts],
         padding="max_length",
         max_length=model.text_max_length,
         truncation=True,
@@ -99,7 +90,7 @@ def embed_prompts(model: EditorModel, prompts: list[str]) -> tuple[torch.Tensor,
         return_tensors="pt",
     )
     device = next(model.text_encoder.parameters()).device
-    if model.kind == "dit":
+    if model.backbone.uses_text_mask:
         mask = tokens.attention_mask.to(device)
         return model.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0], mask
     return model.text_encoder(tokens.input_ids.to(device))[0], None
@@ -129,7 +120,7 @@ def encode_text(
         logger.warning("Negative prompt truncated: %s", negative_report.summary())
     embeds, mask = embed_prompts(model, [prompt, negative_prompt])
     masks = (mask[:1], mask[1:]) if mask is not None else (None, None)
-    result = TextConditioning(prompt, negative_prompt, embeds[:1], embeds[1:], report, model.kind, *masks)
+    result = TextConditioning(prompt, negative_prompt, embeds[:1], embeds[1:], report, model.backbone, *masks)
     if len(model.cache) > 64:
         model.cache.clear()
     model.cache[key] = result

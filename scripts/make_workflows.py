@@ -22,11 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from rsedit_core import __version__ as VERSION  # noqa: E402
+from rsedit_core import backbones, defaults  # noqa: E402
+
 OUT = ROOT / "example_workflows"
-VERSION = "0.1.0"
 
 UNET = "RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14"
 DIT = "RSEdit-DiT"
+# The editor each models/rsedit folder holds, for its defaults and its hub location.
+BACKBONE_OF = {UNET: backbones.UNET, DIT: backbones.DIT}
+UNET_CFG = backbones.UNET.default_text_cfg
 CHANGESTAR = "changestar1x256_vitb_xview2.safetensors"
 
 
@@ -47,8 +53,8 @@ def _weights_entry(folder: str, repo: str, subfolder: str, component: str) -> di
 # The damage checkpoint has no entry: upstream names its file only in the repo's config.json and
 # users convert it (README), so there is no file URL that would land under this name.
 MODELS = {
-    UNET: _weights_entry(UNET, "BiliSakura/RSEdit-UNet-text-ablation", "DGTRS-CLIP-ViT-L-14", "unet"),
-    DIT: _weights_entry(DIT, "BiliSakura/RSEdit-DiT", "", "transformer"),
+    name: _weights_entry(name, b.release_repo, b.release_subfolder or "", b.component_folder)
+    for name, b in BACKBONE_OF.items()
 }
 SCENE = "rsedit_sample_scene.png"
 MASKED_SCENE = "rsedit_sample_scene_masked.png"
@@ -197,10 +203,10 @@ class Graph:
         }
 
 
-def sampler_widgets(text_cfg: float = 7.5, seed: int = 42) -> list:
+def sampler_widgets(text_cfg: float = UNET_CFG, seed: int = defaults.SEED) -> list:
     """seed, its control_after_generate value ("fixed": reruns reproduce), steps, text and image
-    scale, scheduler, variations."""
-    return [seed, "fixed", 50, text_cfg, 1.5, "default", 1]
+    scale, scheduler, variations: the library's defaults, with the paper's text scale written out."""
+    return [seed, "fixed", defaults.STEPS, text_cfg, defaults.IMAGE_CFG, defaults.SCHEDULER, defaults.VARIATIONS]
 
 
 def edit_chain(g: Graph, loader: int, image: int, instruction: str, column: int, row: float, title: str, cfg: float):
@@ -218,10 +224,10 @@ def single_edit(title: str, description: str, instruction: str, prefix: str, mod
     """Load Image -> source; loader -> text, source, sampler -> Save Image. ``finish(graph,
     sampler)`` may put nodes between the sampler and Save Image; it returns the node to save."""
     g = Graph(title, description)
-    cfg = 4.5 if model == DIT else 7.5
+    cfg = BACKBONE_OF[model].default_text_cfg
     loader = g.loader(model)
     image = g.add("LoadImage", [SCENE, "image"], 0, 0.5)
-    source = g.add("RSEditSourceConditioning", ["pad"], 1, 0)
+    source = g.add("RSEditSourceConditioning", [defaults.SIZE_POLICY], 1, 0)
     g.link(loader, 0, source, "rsedit_model")
     g.link(image, 0, source, "image")
     sampler = edit_chain(g, loader, source, instruction, 1, 0.4, title, cfg)
@@ -239,16 +245,18 @@ def stitched_edits(
     g = Graph(title, description)
     loader = g.loader(UNET)
     image = g.add("LoadImage", [SCENE, "image"], 0, 0.5)
-    source = g.add("RSEditSourceConditioning", ["pad"], 0, 2)
+    source = g.add("RSEditSourceConditioning", [defaults.SIZE_POLICY], 0, 2)
     g.link(loader, 0, source, "rsedit_model")
     g.link(image, 0, source, "image")
     samplers = []
     for i, (name, text) in enumerate(steps):
         if chained and samplers:
-            source = g.add("RSEditSourceConditioning", ["pad"], 3, i * 1.0 - 0.3, title=f"Source: stage {i}")
+            source = g.add(
+                "RSEditSourceConditioning", [defaults.SIZE_POLICY], 3, i * 1.0 - 0.3, title=f"Source: stage {i}"
+            )
             g.link(loader, 0, source, "rsedit_model")
             g.link(samplers[-1], 0, source, "image")
-        samplers.append(edit_chain(g, loader, source, text, 1, i * 1.0, name, 7.5))
+        samplers.append(edit_chain(g, loader, source, text, 1, i * 1.0, name, UNET_CFG))
     left = samplers[0]
     for i, right in enumerate(samplers[1:]):
         stitch = g.add("ImageStitch", ["right", True, 8, "white"], 4, i * 0.6)
@@ -411,10 +419,10 @@ def masked() -> Graph:
     g = Graph("Masked edit", "the edit kept only where the mask is painted (Load Image's mask, Grow Mask, composite)")
     loader = g.loader(UNET)
     image = g.add("LoadImage", [MASKED_SCENE, "image"], 0, 0.5, title="Load Image (paint the region to edit)")
-    source = g.add("RSEditSourceConditioning", ["pad"], 1, 0)
+    source = g.add("RSEditSourceConditioning", [defaults.SIZE_POLICY], 1, 0)
     g.link(loader, 0, source, "rsedit_model")
     g.link(image, 0, source, "image")
-    sampler = edit_chain(g, loader, source, WATERFRONT, 1, 0.4, "waterfront flood", 7.5)
+    sampler = edit_chain(g, loader, source, WATERFRONT, 1, 0.4, "waterfront flood", UNET_CFG)
     grow = g.add("GrowMask", [6, True], 3, 1.2)
     g.link(image, 1, grow, "mask")
     composite = g.add("ImageCompositeMasked", [0, 0, False], 3, 0)
@@ -430,13 +438,13 @@ def earthquake() -> Graph:
     g = Graph("Earthquake", "a damaging earthquake and a no-damage case from the same scene")
     loader = g.loader(UNET)
     image = g.add("LoadImage", [SCENE, "image"], 0, 0.5)
-    source = g.add("RSEditSourceConditioning", ["pad"], 0, 2)
+    source = g.add("RSEditSourceConditioning", [defaults.SIZE_POLICY], 0, 2)
     g.link(loader, 0, source, "rsedit_model")
     g.link(image, 0, source, "image")
     for row, (name, text, prefix) in enumerate(
         [("damage", EARTHQUAKE, "earthquake"), ("no damage", EARTHQUAKE_NONE, "earthquake_no_damage")]
     ):
-        sampler = edit_chain(g, loader, source, text, 1, row * 1.0, f"earthquake, {name}", 7.5)
+        sampler = edit_chain(g, loader, source, text, 1, row * 1.0, f"earthquake, {name}", UNET_CFG)
         save = g.add("SaveImage", [f"rsedit/{prefix}"], 3 + row, 0)
         g.link(sampler, 0, save, "images")
     return g
@@ -460,10 +468,18 @@ def workflows() -> dict[str, Graph]:
         ),
         "rsedit_seasonal_shift": single_edit("Seasonal shift", "summer to winter (U-Net)", SEASON, "season"),
         "rsedit_dit_hurricane_flood": single_edit(
-            "Hurricane flood (DiT)", "the flood with RSEdit-DiT, text scale 4.5", FLOOD_DIT, "flood_dit", DIT
+            "Hurricane flood (DiT)",
+            f"the flood with RSEdit-DiT, text scale {backbones.DIT.default_text_cfg:g}",
+            FLOOD_DIT,
+            "flood_dit",
+            DIT,
         ),
         "rsedit_dit_wildfire": single_edit(
-            "Wildfire (DiT)", "the wildfire with RSEdit-DiT, text scale 4.5", WILDFIRE_DIT, "wildfire_dit", DIT
+            "Wildfire (DiT)",
+            f"the wildfire with RSEdit-DiT, text scale {backbones.DIT.default_text_cfg:g}",
+            WILDFIRE_DIT,
+            "wildfire_dit",
+            DIT,
         ),
         "rsedit_severity_sweep": stitched_edits(
             "Severity sweep", "minor, major and destroyed, side by side", SEVERITY, "severity"

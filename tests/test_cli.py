@@ -93,10 +93,38 @@ def test_demo_smoke_is_labelled(tmp_path, capsys):
 
 
 def test_demo_without_weights_falls_back_to_smoke(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("RSEDIT_MODEL", str(tmp_path / "no-weights-here"))
+    monkeypatch.delenv("RSEDIT_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the released repo is neither cached nor reachable
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     code = main(["demo", "--steps", "1", "--out", str(tmp_path / "demo.png")])
     err = capsys.readouterr().err
-    assert code == 0 and "No RSEdit weights found" in err and "SMOKE RUN" in err
+    assert code == 0 and "No RSEdit weights on this machine" in err and "SMOKE RUN" in err
+    assert err.count("No RSEdit weights") == 1 and "Falling back" not in err
+    assert "the image above" not in err and "demo_SMOKE.png is noise" in err
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_demo_with_a_model_that_does_not_exist_fails(tmp_path, capsys, monkeypatch, how):
+    missing = str(tmp_path / "no-weights-here")
+    args = ["demo", "--steps", "1", "--out", str(tmp_path / "demo.png")]
+    if how == "flag":
+        args += ["--model", missing]
+    else:
+        monkeypatch.setenv("RSEDIT_MODEL", missing)
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 1 and "No RSEdit model at" in err and "SMOKE" not in err
+    assert not list(tmp_path.glob("demo*.png"))
+
+
+def test_smoke_image_says_smoke_on_the_image(tmp_path):
+    main(["demo", "--smoke", "--steps", "1", "--out", str(tmp_path / "demo.png")])
+    with Image.open(tmp_path / "demo_SMOKE.png") as image:
+        pixels = np.asarray(image, dtype=np.int32)
+    banner, body = pixels[:24], pixels[64:]
+    # The banner is dark with white letters: near-black and near-white pixels both present.
+    assert (banner.max(axis=-1) < 60).mean() > 0.5 and (banner.min(axis=-1) > 200).sum() > 100
+    assert (body.max(axis=-1) < 60).mean() < 0.5
 
 
 def test_edit_with_dit_editor(tiny_dit_dir, scene_file, tmp_path, capsys):

@@ -13,10 +13,12 @@ from conftest import CUSTOM_CODE_MARKER
 from PIL import Image
 from reference_loops import load_reference_pipeline, reference_dit_edit
 
+from rsedit_core.conditioning import encode_source
+from rsedit_core.edit import edit_images
 from rsedit_core.errors import InputError, MissingDependencyError, ModelFormatError
 from rsedit_core.loading import load_editor
-from rsedit_core.sampler import EditSettings, edit_images, encode_source
 from rsedit_core.schedulers import SCHEDULER_NAMES, make_scheduler
+from rsedit_core.settings import EditSettings
 from rsedit_core.text import count_tokens, encode_text
 from rsedit_core.tiny import tiny_pixart_config
 
@@ -37,7 +39,7 @@ def _tensor(image):
 
 
 def test_loads_from_configs_without_running_shipped_code(tiny_dit, tiny_dit_dir):
-    assert tiny_dit.kind == "dit" and type(tiny_dit.denoiser).__name__ == "PixArtTransformer2DModel"
+    assert tiny_dit.backbone.name == "dit" and type(tiny_dit.denoiser).__name__ == "PixArtTransformer2DModel"
     assert type(tiny_dit.text_encoder).__name__ == "T5EncoderModel" and tiny_dit.text_max_length == 120
     assert tiny_dit.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
     assert not (tiny_dit_dir / CUSTOM_CODE_MARKER).exists()
@@ -97,7 +99,7 @@ def test_default_text_scale_is_4_5_for_dit(tiny_dit, reference):
 def test_source_latent_is_scaled_mode_and_sizes_snap_to_16(tiny_dit):
     images = torch.rand(1, 3, 72, 88, generator=torch.Generator().manual_seed(0))
     source = encode_source(tiny_dit, images, "pad")
-    assert source.latents.shape == (1, 4, 10, 12) and source.kind == "dit"
+    assert source.latents.shape == (1, 4, 10, 12) and source.backbone.name == "dit"
     with torch.no_grad():
         padded = torch.nn.functional.pad(images, (4, 4, 4, 4), mode="reflect") * 2 - 1
         expected = tiny_dit.vae.encode(padded).latent_dist.mode() * tiny_dit.vae.config.scaling_factor
@@ -150,9 +152,9 @@ def test_t5_tokens_reported_and_truncated_to_120(tiny_dit):
 def test_unet_conditioning_into_dit_sampler_is_refused(tiny_dit, tiny_editor):
     text = encode_text(tiny_editor, PROMPT)
     source = encode_source(tiny_dit, torch.rand(1, 3, 64, 64))
-    from rsedit_core.sampler import run_edit
+    from rsedit_core.edit import run_edit
 
-    with pytest.raises(InputError, match="encoded for a U-Net editor but the sampler has a DiT editor"):
+    with pytest.raises(InputError, match="encoded for a U-Net editor but the sampler has a PixArt DiT editor"):
         run_edit(tiny_dit, text, source, EditSettings(steps=1))
 
 

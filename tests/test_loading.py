@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from rsedit_core.errors import ModelFormatError, ModelNotFoundError
-from rsedit_core.loading import find_model_folders, load_editor, resolve_model_dir
+from rsedit_core.loading import load_editor
+from rsedit_core.model_folders import find_model_folders, resolve_model_dir
 from rsedit_core.tiny import save_tiny_editor
 
 
@@ -24,7 +25,7 @@ def release(tmp_path_factory, tiny_editor_dir):
 
 def test_loads_editor_folder_with_248_positions(tiny_editor_dir):
     model = load_editor(tiny_editor_dir)
-    assert model.kind == "unet" and model.text_max_length == 248
+    assert model.backbone.name == "unet" and model.text_max_length == 248
     assert model.denoiser.config.in_channels == 8 and model.vae_scale_factor == 8
     assert model.scheduler_config["_class_name"] == "EulerDiscreteScheduler"
 
@@ -151,7 +152,7 @@ def test_pixart_alpha_hub_layout_with_legacy_class_name(tmp_path, tiny_dit_dir):
     config["_class_name"] = "Transformer2DModel"
     config_path.write_text(json.dumps(config))
     model = load_editor(folder)
-    assert model.kind == "dit" and type(model.denoiser).__name__ == "PixArtTransformer2DModel"
+    assert model.backbone.name == "dit" and type(model.denoiser).__name__ == "PixArtTransformer2DModel"
     config["norm_type"] = "ada_norm_zero"
     config_path.write_text(json.dumps(config))
     with pytest.raises(ModelFormatError, match="holds a Transformer2DModel"):

@@ -78,17 +78,19 @@ def test_schemas_ids_categories_tooltips(comfy):
             assert spec.tooltip, f"{node_id}.{spec.id} has no tooltip"
     sampler = {spec.id: spec for spec in comfy["RSEditSampler"].define_schema().inputs}
     assert (sampler["text_cfg"].default, sampler["image_cfg"].default, sampler["scheduler"].default) == (
-        7.5,
+        0.0,
         1.5,
         "default",
     )
+    assert "0 = the editor's default (7.5 for U-Net editors, 4.5 for PixArt DiT editors)" in sampler["text_cfg"].tooltip
     assert sampler["seed"].max == 2**64 - 1
     loader = {spec.id: spec for spec in comfy["RSEditLoader"].define_schema().inputs}
     assert loader["model"].options == [DIT, UNET]
 
 
 def test_graph_matches_core_and_outputs_native_types(comfy, scene, tiny_editor):
-    from rsedit_core.sampler import EditSettings, edit_images
+    from rsedit_core.edit import edit_images
+    from rsedit_core.settings import EditSettings
 
     result = run(comfy, scene)
     image, latent = result.value("5", 0), result.value("5", 1)
@@ -176,7 +178,8 @@ def test_unknown_combo_values_get_actionable_errors(pack, comfy, scene):
 def test_dit_graph_matches_core_and_offloads_t5(comfy, tiny_dit, scene):
     import comfy.model_management as mm
 
-    from rsedit_core.sampler import EditSettings, edit_images
+    from rsedit_core.edit import edit_images
+    from rsedit_core.settings import EditSettings
 
     result = run(comfy, scene, model=DIT, text_cfg=4.5)
     expected = edit_images(tiny_dit, scene.movedim(-1, 1), PROMPT, settings=EditSettings(steps=3, seed=42))
@@ -196,7 +199,7 @@ def test_mixed_loaders_say_what_to_connect(comfy, scene):
     with pytest.raises(NodeExecutionError) as info:
         run_api_graph(mixed, [*comfy.values(), _image_node(scene)], targets=["5"])
     message = info.value.message["exception_message"]
-    assert "encoded for a U-Net editor but the sampler has a DiT editor" in message
+    assert "encoded for a U-Net editor but the sampler has a PixArt DiT editor" in message
     assert "Connect the same RSEdit Loader" in message
 
 

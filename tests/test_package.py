@@ -17,7 +17,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 def test_core_imports_without_comfyui():
     result = _run(
-        "import sys, rsedit_core.sampler, rsedit_core.cli, rsedit_core.longclip, rsedit_core.preview\n"
+        "import sys, rsedit_core.edit, rsedit_core.cli, rsedit_core.longclip, rsedit_core.preview\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths')]\n"
         "assert not bad, bad\n"
         "print('ok')"

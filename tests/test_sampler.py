@@ -9,10 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from rsedit_core.conditioning import encode_source
+from rsedit_core.edit import edit_images
 from rsedit_core.errors import InputError, OutOfMemoryError
 from rsedit_core.guidance import dual_cfg, guidance_active
-from rsedit_core.sampler import EditSettings, edit_images, encode_source
 from rsedit_core.schedulers import SCHEDULER_NAMES, make_scheduler
+from rsedit_core.settings import EditSettings
 
 PROMPT = "flood the coastal area; buildings near the shore collapse, roads inland stay unchanged"
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsedit_core.backbones import CHANNEL_CONCAT, TOKEN_CONCAT
+from rsedit_core.backbones import DIT, UNET
+from rsedit_core.backbones.unet import widen_conv_in
 from rsedit_core.errors import InputError, ModelFormatError
 from rsedit_core.loading import load_editor
 from rsedit_core.train import checkpoints
-from rsedit_core.train.models import export_editor, load_trainable, widen_conv_in
+from rsedit_core.train.models import export_editor, load_trainable
 from rsedit_core.train.objective import conditioning_dropout, edit_loss, encode_pair, training_target
 from rsedit_core.train.text_cache import CachedTextFeed, TextEncoderFeed, build_text_cache
 
@@ -62,7 +63,7 @@ def test_eight_channel_editor_is_continued_not_widened(tiny_editor_dir):
 
 
 def test_backbone_mismatch_says_which_kind_was_found(tiny_sd_dir, tiny_dit_dir):
-    with pytest.raises(InputError, match="holds a Stable Diffusion U-Net.*--backbone unet"):
+    with pytest.raises(InputError, match="holds a U-Net .unet/.*--backbone unet"):
         load_trainable(tiny_sd_dir, "dit")
     with pytest.raises(InputError, match="holds a PixArt DiT"):
         load_trainable(tiny_dit_dir, "unet")
@@ -133,7 +134,7 @@ def test_edit_loss_matches_the_written_out_objective(kind, tiny_editor, tiny_dit
     from diffusers import DDPMScheduler
 
     model = tiny_editor if kind == "unet" else tiny_dit
-    backbone = CHANNEL_CONCAT if kind == "unet" else TOKEN_CONCAT
+    backbone = UNET if kind == "unet" else DIT
     scheduler = DDPMScheduler.from_config(model.scheduler_config)
     g = torch.Generator().manual_seed(3)
     pre, post = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1, torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
@@ -174,7 +175,7 @@ def test_dit_loss_ignores_the_source_half_of_the_canvas(tiny_dit):
     for forward in (original_forward, scrambled):
         tiny_dit.denoiser.forward = forward
         torch.manual_seed(0)
-        losses.append(edit_loss(tiny_dit, TOKEN_CONCAT, scheduler, target, target.clone(), text).item())
+        losses.append(edit_loss(tiny_dit, DIT, scheduler, target, target.clone(), text).item())
     tiny_dit.denoiser.forward = original_forward
     assert losses[0] == losses[1] and losses[0] < 10
 
@@ -196,8 +197,8 @@ def test_text_cache_gives_the_encoder_embeddings(kind, tiny_editor, tiny_dit, tm
     assert torch.allclose(cached.embeds[kept], direct.embeds[kept], atol=1e-6) and not cached.embeds[~kept].any()
     # Zeroed padding is exact for the DiT: its cross-attention masks those positions.
     latents, t = torch.randn(3, 4, 4, 4), torch.tensor([100])
-    a = TOKEN_CONCAT.predict(model, latents, latents, t, cached.embeds, cached.mask)
-    b = TOKEN_CONCAT.predict(model, latents, latents, t, direct.embeds, direct.mask)
+    a = DIT.predict(model, latents, latents, t, cached.embeds, cached.mask)
+    b = DIT.predict(model, latents, latents, t, direct.embeds, direct.mask)
     assert torch.allclose(a, b, atol=1e-5)
 
 

@@ -16,8 +16,9 @@ import torch
 from conftest import ROOT, write_pairs
 from safetensors.torch import load_file
 
+from rsedit_core.edit import edit_images
 from rsedit_core.loading import load_editor
-from rsedit_core.sampler import EditSettings, edit_images
+from rsedit_core.settings import EditSettings
 
 
 def _script():
@@ -82,7 +83,7 @@ def test_unet_from_text_to_image_base_trains_logs_and_exports(tiny_sd_dir, pairs
 
     # The export is an editor as released: the library, the CLI and the ComfyUI loader read it as is.
     model = load_editor(out)
-    assert model.kind == "unet" and model.denoiser.config.in_channels == 8
+    assert model.backbone.name == "unet" and model.denoiser.config.in_channels == 8
     ema = _weights(out / "checkpoint-3" / "unet_ema")
     assert torch.equal(_weights(out / "editor" / "unet")["conv_in.weight"], ema["conv_in.weight"])
     assert model.root == out / "editor"
@@ -116,7 +117,7 @@ def test_editor_base_is_continued_and_its_export_loads_in_the_comfyui_loader(
     loader = {spec.id: spec for spec in nodes["RSEditLoader"].define_schema().inputs}["model"]
     assert loader.options == ["my-finetune/editor"], "checkpoints must not be listed as editors"
     model = run_node(nodes["RSEditLoader"], model="my-finetune/editor", dtype="fp32")[0]
-    assert model.model.kind == "unet" and model.model.text_max_length == 248
+    assert model.model.backbone.name == "unet" and model.model.text_max_length == 248
 
 
 def _same_checkpoint(a: Path, b: Path, folder: str = "unet") -> None:
@@ -165,11 +166,11 @@ def test_two_processes_train_save_once_and_resume_exactly(tiny_sd_dir, pairs, tm
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     log = _launch_two(_args(tiny_sd_dir, pairs, whole, *common, "--max-train-steps", "5"), whole)
     assert "1 per process x 2 processes" in log
-    assert log.count("Training the unet") == 1, "non-main processes should not repeat the run's log"
+    assert log.count("Training the U-Net") == 1, "non-main processes should not repeat the run's log"
     files = {p.name for p in (whole / "checkpoint-5").iterdir()}
     assert {"random_states_0.pkl", "random_states_1.pkl", "unet", "unet_ema", "optimizer.bin"} <= files
     assert sorted(p.name for p in whole.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4", "checkpoint-5"]
-    assert not list(whole.glob("*.partial")) and load_editor(whole).kind == "unet"
+    assert not list(whole.glob("*.partial")) and load_editor(whole).backbone.name == "unet"
     _launch_two(_args(tiny_sd_dir, pairs, parts, *common, "--max-train-steps", "3"), parts)
     state = json.loads((parts / "checkpoint-3" / "training_state.json").read_text())
     assert (state["epoch"], state["batches_into_epoch"]) == (1, 1)
@@ -190,7 +191,7 @@ def test_dit_trains_in_bf16_with_cached_text_and_exports(tiny_dit_dir, pairs, tm
     exported = _weights(out / "editor" / "vae")  # the base's own fp32 files, not the bf16 copy
     assert all(v.dtype == torch.float32 for v in exported.values())
     model = load_editor(out)
-    assert model.kind == "dit" and model.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
+    assert model.backbone.name == "dit" and model.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
     assert not list(out.rglob("pipeline_rsedit_dit.py"))
     result = edit_images(model, torch.rand(1, 3, 64, 64), "flood", settings=EditSettings(steps=2))
     assert torch.isfinite(result.images).all()
@@ -261,7 +262,7 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(tiny_sd_dir, pair
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
     monkeypatch.setattr(Accelerator, "save_state", real_save)
     assert _main([*args, "--resume", "latest"]) == 0
-    assert (out / "checkpoint-2").is_dir() and load_editor(out).kind == "unet"
+    assert (out / "checkpoint-2").is_dir() and load_editor(out).backbone.name == "unet"
     caplog.clear()
     with caplog.at_level("INFO"):
         assert _main([*args, "--resume", "latest"]) == 0

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 
-from rsedit_core.backbones import backbone_for
 from rsedit_core.errors import InputError, RSEditError, require
 from rsedit_core.train import checkpoints
 from rsedit_core.train.args import parse_args, run_settings
@@ -48,7 +47,7 @@ class StepRunner:
     def __init__(self, accelerator, editor, noise_scheduler, optimizer, lr_scheduler, ema, text_feed, args) -> None:
         self.accelerator = accelerator
         self.editor = editor
-        self.backbone = backbone_for(editor)
+        self.backbone = editor.backbone
         self.noise_scheduler = noise_scheduler
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
@@ -138,7 +137,7 @@ def memory_in_use_gb(device: torch.device) -> float:
 
 def log_validation(accelerator, editor, pairs, args, step: int, damage_model) -> dict:
     from rsedit_core.images import save_image
-    from rsedit_core.sampler import EditSettings
+    from rsedit_core.settings import EditSettings
 
     settings = EditSettings(steps=args.validation_num_inference_steps, seed=args.seed)
     plain = replace(editor, denoiser=accelerator.unwrap_model(editor.denoiser))
@@ -269,8 +268,7 @@ def train(args) -> Path:
             denoiser.parameters(), decay=args.ema_decay, model_cls=type(denoiser), model_config=denoiser.config
         )
         ema.to(accelerator.device)
-    folder = "transformer" if editor.kind == "dit" else "unet"
-    register_checkpoint_hooks(accelerator, type(denoiser), folder, ema)
+    register_checkpoint_hooks(accelerator, type(denoiser), editor.backbone.component_folder, ema)
 
     optimizer = make_optimizer(args, denoiser.parameters())
     lr_scheduler = get_scheduler(
@@ -327,7 +325,7 @@ def train(args) -> Path:
     total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info(
         "Training the %s (base: %s) for %d steps of %d pairs (%d per process x %d processes x %d accumulation)",
-        editor.kind,
+        editor.backbone.display_name,
         trainable.base_kind,
         args.max_train_steps,
         total_batch,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
+from ..backbones import BACKBONES, NAMES, get_backbone
+from ..defaults import MIN_SIZE
 from ..errors import InputError
-from ..images import MIN_SIZE
 
 PAPER_BATCH = 32
 
@@ -32,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = p.add_argument_group("model")
     model.add_argument(
         "--backbone",
-        choices=("unet", "dit"),
+        choices=NAMES,
         required=True,
-        help="unet: Stable Diffusion U-Net, channel concatenation; dit: PixArt-alpha 512, token concatenation.",
+        help="; ".join(f"{b.name}: {b.display_name}, {b.mode}" for b in BACKBONES.values()) + ".",
     )
     model.add_argument(
         "--base",
@@ -205,11 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> argparse.Namespace:
     """Fill backbone- and optimizer-dependent defaults and refuse inconsistent settings."""
     problems = []
-    multiple = 16 if args.backbone == "dit" else 8
+    backbone = get_backbone(args.backbone)
+    multiple = backbone.nominal_size_multiple
     if args.resolution % multiple:
-        problems.append(f"--resolution {args.resolution} must be a multiple of {multiple} for the {args.backbone}")
-    if args.backbone == "dit" and args.text_encoder:
-        problems.append("--text-encoder applies to the U-Net only; the DiT keeps PixArt's T5")
+        problems.append(
+            f"--resolution {args.resolution} must be a multiple of {multiple} for the {backbone.display_name}"
+        )
+    if args.text_encoder and not backbone.supports_text_encoder_swap:
+        problems.append(f"--text-encoder applies to the U-Net only; the {backbone.display_name} keeps its own")
     if not 0 <= args.conditioning_dropout <= 1 / 3:
         problems.append(f"--conditioning-dropout {args.conditioning_dropout} must be within 0..1/3 (3q <= 1)")
     if not 0 <= args.ema_decay < 1:

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import Backbone
+from ..editor import EditorModel
 from ..errors import ModelFormatError
-from ..loading import EditorModel
 
 CONDITIONING_DROPOUT = 0.05
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..loading import EditorModel
+from ..editor import EditorModel
 from ..text import embed_prompts
 from .objective import TextBatch
 
@@ -32,7 +32,7 @@ SHARD_SIZE = 512
 def encoder_identity(model: EditorModel) -> dict:
     """What a cached embedding depends on: the encoder weights' origin, its dtype and length."""
     return {
-        "kind": model.kind,
+        "kind": model.backbone.name,
         "model": str(model.root),
         "text_encoder": model.text_encoder_source,
         "max_length": model.text_max_length,
@@ -138,7 +138,7 @@ def build_text_cache(
         (directory / INDEX_FILE).unlink(missing_ok=True)
         directory.mkdir(parents=True, exist_ok=True)
     barrier()
-    masked = model.kind == "dit"
+    masked = model.backbone.uses_text_mask
     mine = unique[rank::world_size]
     for start in range(0, len(mine), SHARD_SIZE):
         chunk = mine[start : start + SHARD_SIZE]

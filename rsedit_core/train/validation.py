@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..loading import EditorModel
-from ..sampler import EditSettings, edit_images
+from ..edit import edit_images
+from ..editor import EditorModel
+from ..settings import EditSettings
 
 logger = logging.getLogger(__name__)
 

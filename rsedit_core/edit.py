@@ -1,0 +1,101 @@
+"""The edit entry points: inputs checked once here, then text, source, denoising and decoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .conditioning import SourceLatents, encode_source
+from .defaults import NEGATIVE_PROMPT, SIZE_POLICIES, SIZE_POLICY
+from .denoise import StepCallback, denoise
+from .editor import EditorModel
+from .errors import InputError, out_of_memory_advice
+from .guidance import guidance_active
+from .images import Geometry
+from .settings import EditSettings
+from .text import TextConditioning, encode_text
+
+
+@dataclass
+class EditResult:
+    """Edited images ``[N, 3, H, W]`` in ``0..1`` (N = sources x variations, grouped by source) and
+    the final latents ``[N, 4, h, w]`` in the model's scaled latent space."""
+
+    images: torch.Tensor
+    latents: torch.Tensor
+    notes: list[str]
+
+
+@torch.no_grad()
+def decode(model: EditorModel, latents: torch.Tensor, geometry: Geometry | None = None) -> torch.Tensor:
+    """Decode scaled latents to ``[N, 3, H, W]`` float32 in ``0..1``, one image at a time to
+    bound memory, and undo the source's size policy."""
+    scale = model.vae.config.scaling_factor
+    images = []
+    with out_of_memory_advice("decoding the edited latents"):
+        for latent in latents.split(1):
+            decoded = model.vae.decode(latent.to(model.vae.dtype) / scale, return_dict=False)[0]
+            images.append((decoded / 2 + 0.5).clamp(0, 1).float())
+    output = torch.cat(images)
+    return geometry.restore(output) if geometry is not None else output
+
+
+def _check_same_editor(model: EditorModel, text: TextConditioning, source: SourceLatents) -> None:
+    for what, backbone in (("instruction", text.backbone), ("source", source.backbone)):
+        if backbone is not model.backbone:
+            raise InputError(
+                f"The {what} was encoded for a {backbone.display_name} editor but the sampler has a "
+                f"{model.backbone.display_name} editor. Connect the same RSEdit Loader to the text encode, "
+                "source conditioning and sampler nodes."
+            )
+
+
+def run_edit(
+    model: EditorModel,
+    text: TextConditioning,
+    source: SourceLatents,
+    settings: EditSettings,
+    callback: StepCallback | None = None,
+) -> EditResult:
+    """Sample and decode once text and source are encoded; the settings are checked here, once."""
+    return _sample_and_decode(model, text, source, settings.for_model(model), callback)
+
+
+def _sample_and_decode(model, text, source, settings: EditSettings, callback) -> EditResult:
+    _check_same_editor(model, text, source)
+    latents = denoise(model, text, source, settings, callback)
+    images = decode(model, latents, source.geometry)
+    notes = [*source.notes, f"instruction: {text.report.summary()}"]
+    if not guidance_active(settings.text_cfg, settings.image_cfg):
+        notes.append(
+            f"guidance off (text {settings.text_cfg} <= 1 or image {settings.image_cfg} < 1): "
+            "plain conditional prediction"
+        )
+    return EditResult(images, latents, notes)
+
+
+def edit_images(
+    model: EditorModel,
+    images: torch.Tensor,
+    prompt: str,
+    *,
+    negative_prompt: str = NEGATIVE_PROMPT,
+    size_policy: str = SIZE_POLICY,
+    settings: EditSettings | None = None,
+    callback: StepCallback | None = None,
+) -> EditResult:
+    """Edit source images ``[B, C, H, W]`` in ``0..1`` (C = 1, 3 or 4) following ``prompt``.
+
+    Everything is checked before any model runs: the images, the texts, the size policy and the
+    settings (``settings.text_cfg=None`` takes the backbone's default, 7.5 U-Net / 4.5 DiT).
+    """
+    settings = (settings or EditSettings()).for_model(model)
+    for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+        if not isinstance(value, str):
+            raise InputError(f"{name} must be a string; got {type(value).__name__}.")
+    if size_policy not in SIZE_POLICIES:
+        raise InputError(f"Unknown size policy {size_policy!r}; choose one of {', '.join(SIZE_POLICIES)}.")
+    source = encode_source(model, images, size_policy)  # checks the images before any model runs
+    text = encode_text(model, prompt, negative_prompt)
+    return _sample_and_decode(model, text, source, settings, callback)
