@@ -216,3 +216,24 @@ def test_cached_instruction_does_not_reload_the_encoder(comfy):
     assert second is first and mm.load_calls == []
     run_node(comfy["RSEditTextEncode"], rsedit_model=model, instruction="burn the forest", negative="")
     assert len(mm.load_calls) == 1
+
+
+def test_text_scale_widget_default_means_the_editors_own(comfy, tiny_dit, scene):
+    """The widget's 0 is the editor's default: 4.5 on a DiT, as the paper samples it."""
+    from rsedit_core.edit import edit_images
+    from rsedit_core.settings import EditSettings
+
+    auto = run(comfy, scene, model=DIT, text_cfg=0.0).value("5", 0)
+    settings = EditSettings(steps=3, seed=42, text_cfg=4.5)
+    expected = edit_images(tiny_dit, scene.movedim(-1, 1), PROMPT, settings=settings).images.movedim(1, -1)
+    assert (auto - expected).abs().max().item() < 1e-5
+    off = edit_images(tiny_dit, scene.movedim(-1, 1), PROMPT, settings=EditSettings(steps=3, seed=42, text_cfg=7.5))
+    assert (auto - off.images.movedim(1, -1)).abs().max().item() > 1e-3
+
+
+def test_source_values_slightly_outside_0_1_are_clamped_and_said(comfy, scene):
+    from comfy_double.runner import run_node
+
+    model = run_node(comfy["RSEditLoader"], model=UNET, dtype="fp32")[0]
+    output = comfy["RSEditSourceConditioning"].execute(model, scene * 1.01, "pad")
+    assert "clamped to 0..1" in output.ui.as_dict()["text"][0]
