@@ -1,13 +1,21 @@
-"""Image reading, channel normalisation and the size policy.
+"""Image reading and writing, channel normalisation and the size policy.
 
 The core works on ``[B, 3, H, W]`` float tensors in ``0..1``. Satellite products arrive as RGBA
 (alpha marks no-data), grayscale (panchromatic), 16-bit or palette images; each is turned into
-8-bit-range RGB here and the conversion is reported, never silent.
+8-bit-range RGB here and the conversion is reported, never silent. A file that cannot be used (a
+missing path, a folder, an empty, truncated or non-image file, a decompression bomb) raises an
+:class:`~rsedit_core.errors.InputError` that names the file, says what is wrong and how to fix it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,15 +23,60 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .defaults import MIN_SIZE, SIZE_POLICIES, SIZE_POLICY_HELP
 from .errors import InputError
+from .outputs import atomic_output
 
-MIN_SIZE = 64
-SIZE_POLICIES = ("pad", "resize", "crop")
-SIZE_POLICY_HELP = {
-    "pad": "reflect-pad up to a multiple of 8 and crop the result back: the whole scene, pixel grid kept",
-    "resize": "resize (Lanczos) to the nearest multiple of 8: the whole scene, slightly rescaled",
-    "crop": "centre-crop down to a multiple of 8: drops up to 7 edge pixels per axis",
+#: The environment variable that sets :func:`load_image`'s pixel limit (an integer; ``0`` = no limit).
+MAX_PIXELS_ENV = "RSEDIT_MAX_IMAGE_PIXELS"
+#: The built-in pixel limit, 40,000 x 40,000. PIL's own default (~89 Mpx) is below a single
+#: Sentinel-2 tile (10,980 px square, 121 Mpx) or a WorldView strip, so it would refuse real scenes;
+#: 1.6 Gpx admits every single-scene product we know of while still refusing the typical bomb (a
+#: few-KB PNG that claims e.g. 100,000 px square). Memory is the real bound near this size: the
+#: float tensor alone takes 12 bytes a pixel (19 GB at the limit).
+DEFAULT_MAX_PIXELS = 40_000 * 40_000
+
+#: Output formats by file extension (PIL would otherwise guess from the temporary file's name).
+SAVE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
 }
+_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+
+_ORIENTATIONS = {
+    2: "mirrored left-right",
+    3: "rotated 180 degrees",
+    4: "mirrored top-bottom",
+    5: "mirrored along the main diagonal",
+    6: "rotated 90 degrees clockwise",
+    7: "mirrored along the anti-diagonal",
+    8: "rotated 90 degrees counter-clockwise",
+}
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "BigTIFF"),
+    (b"MM\x00+", "BigTIFF"),
+    (b"BM", "BMP"),
+)
+_NEEDS_PLUGIN = {
+    ".heic": "pillow-heif",
+    ".heif": "pillow-heif",
+    ".avif": "pillow-avif-plugin",
+    ".jxl": "pillow-jxl-plugin",
+}
+#: PIL's decompression-bomb limit and truncated-image switch are module globals; loads hold this
+#: lock while they set them to RSEdit's values, and put the caller's values back afterwards.
+_PIL_GLOBALS = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -56,7 +109,8 @@ def pil_to_tensor(image) -> tuple[torch.Tensor, list[str]]:
 
     RGBA/LA and palette images with transparency are composited on black (no-data);
     grayscale is repeated to three channels; 16-bit and 32-bit images are stretched linearly
-    between their 2nd and 98th percentiles, the usual display stretch for RS products.
+    between their 2nd and 98th percentiles, the usual display stretch for RS products, and their
+    NaN/inf pixels (no-data in float products) are set to black.
     """
     notes: list[str] = []
     mode = image.mode
@@ -64,6 +118,8 @@ def pil_to_tensor(image) -> tuple[torch.Tensor, list[str]]:
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         notes.append("palette image converted to RGB")
     if image.mode in ("RGBA", "LA", "PA"):
+        if image.mode == "LA":
+            notes.append("grayscale image repeated to RGB")
         array = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
         alpha = array[..., 3:4]
         if (alpha < 1).any():
@@ -71,10 +127,18 @@ def pil_to_tensor(image) -> tuple[torch.Tensor, list[str]]:
         rgb = array[..., :3] * alpha
     elif image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float32)
-        lo, hi = np.percentile(array, [2, 98])
+        finite = np.isfinite(array)
+        if not finite.any():
+            raise InputError(
+                f"The {mode} image ({image.width}x{image.height}) has no finite pixel values (all NaN or inf): "
+                "it holds no data. Check that the right band or file was exported."
+            )
+        lo, hi = (float(v) for v in np.percentile(array[finite], [2, 98]))
         hi = hi if hi > lo else lo + 1
-        gray = np.clip((array - lo) / (hi - lo), 0, 1)
+        gray = np.clip((np.where(finite, array, lo) - lo) / (hi - lo), 0, 1)
         notes.append(f"{mode} image stretched from [{lo:g}, {hi:g}] (2-98 percentile) to 8-bit range")
+        if not finite.all():
+            notes.append(f"{(~finite).mean():.1%} of pixels are NaN or inf (no-data) and were set to black")
         rgb = np.repeat(gray[..., None], 3, axis=-1)
     elif image.mode in ("L", "1"):
         rgb = np.repeat(np.asarray(image.convert("L"), dtype=np.float32)[..., None] / 255.0, 3, axis=-1)
@@ -84,33 +148,354 @@ def pil_to_tensor(image) -> tuple[torch.Tensor, list[str]]:
     else:
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
         notes.append(f"{mode} image converted to RGB")
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None], notes
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None], notes
 
 
-def load_image(path: str | os.PathLike) -> tuple[torch.Tensor, list[str]]:
-    """Read an image file as ``[1, 3, H, W]`` in ``0..1`` (see :func:`pil_to_tensor`)."""
-    from PIL import Image, UnidentifiedImageError
+def max_image_pixels(max_pixels: int | None = None) -> int:
+    """The pixel limit :func:`load_image` applies; ``0`` means none.
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"No image at {path}.")
+    ``max_pixels`` wins when given; otherwise :data:`MAX_PIXELS_ENV` (``RSEDIT_MAX_IMAGE_PIXELS``,
+    an integer, ``0`` = no limit; unset or empty = the default); otherwise :data:`DEFAULT_MAX_PIXELS`.
+    """
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 0:
+            raise InputError(f"max_pixels must be a whole number of pixels >= 0 (0 = no limit); got {max_pixels!r}.")
+        return int(max_pixels)
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
     try:
-        with Image.open(path) as image:
-            image.load()
-            return pil_to_tensor(image)
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"Cannot read {path} as an image: {e}. Use PNG, JPEG or TIFF.") from e
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InputError(
+            f"The environment variable {MAX_PIXELS_ENV}={raw!r} is not a whole number of pixels >= 0. "
+            f"Set it to e.g. {MAX_PIXELS_ENV}=2000000000 (0 = no limit), or unset it for the default "
+            f"of {DEFAULT_MAX_PIXELS:,}."
+        )
+    return value
+
+
+@contextlib.contextmanager
+def _pil_guards(limit: int) -> Iterator[Callable[[], None]]:
+    """Hold PIL's globals for one load: no truncated files, whatever the host process set, and no
+    pixel limit until the caller, having checked the header's size itself, calls the yielded
+    ``arm()``; from then on ``limit`` is PIL's own (which also covers GIF frames and TIFF tiles),
+    with its in-between warning made an error. The caller's values are put back afterwards."""
+    from PIL import Image, ImageFile
+
+    def arm() -> None:
+        # PIL warns above MAX_IMAGE_PIXELS and raises above twice it; with the warning an error,
+        # both mean "over ``limit``".
+        Image.MAX_IMAGE_PIXELS = limit or None
+
+    with _PIL_GLOBALS:
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+        # Reading the header allocates no pixels; RSEdit checks its size before anything is decoded.
+        Image.MAX_IMAGE_PIXELS = None
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                yield arm
+        finally:
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _too_many_pixels(path: Path, limit: int, pixels: int | None, size: tuple[int, int] | None = None) -> InputError:
+    if pixels is None:
+        what = f"more than {limit:,} pixels"
+        wanted = "a larger number"
+    else:
+        what = f"{size[0]}x{size[1]} = {pixels:,} pixels" if size else f"{pixels:,} pixels"
+        wanted = f"{pixels} or more"
+    # 4 bytes a pixel while PIL decodes, 12 for the float RGB tensor.
+    memory = f" Loading it needs about {pixels * 16 / 1e9:.1f} GB of memory." if pixels and pixels >= 10**7 else ""
+    return InputError(
+        f"{path} has {what}, over the limit of {limit:,} pixels that guards against decompression bombs "
+        f"(small files that expand to huge images and exhaust memory).{memory} If you trust the file, raise "
+        f"the limit: set the environment variable {MAX_PIXELS_ENV} to {wanted} (0 = no limit), pass "
+        f"max_pixels= to load_image, or use the CLI's --max-image-pixels. Or crop the scene into tiles first."
+    )
+
+
+def _bomb_pixels(error: BaseException) -> int | None:
+    match = re.search(r"\((\d+) pixels\)", str(error))
+    return int(match.group(1)) if match else None
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        if path.is_symlink():
+            raise InputError(f"No image at {path}: it is a symbolic link to {os.readlink(path)}, which does not exist.")
+        folder = path.parent
+        if not folder.is_dir():
+            raise InputError(f"No image at {path}: the folder {folder} does not exist. Check the path.")
+        similar = sorted(p.name for p in folder.glob(f"{glob_escape(path.stem)}.*") if p.is_file())
+        hint = f" The folder has {', '.join(similar[:5])}." if similar else ""
+        raise InputError(
+            f"No image at {path}: the file does not exist.{hint} Check the name"
+            + ("" if path.is_absolute() else f" (relative paths start from {Path.cwd()})")
+            + "."
+        )
+    if path.is_dir():
+        images = sorted(
+            p.name for p in path.iterdir() if p.suffix.lower() in SAVE_FORMATS or p.suffix.lower() == ".gif"
+        )
+        example = f" (e.g. {path / images[0]})" if images else ""
+        raise InputError(f"{path} is a folder, not an image file: give the path of one image inside it{example}.")
+    if not path.is_file():
+        raise InputError(f"{path} is not a regular file (a device, pipe or socket); give the path of an image file.")
+    if path.stat().st_size == 0:
+        raise InputError(
+            f"Cannot read {path} as an image: the file is empty (0 bytes), so the export, copy or download "
+            "that made it did not finish. Re-export or re-download it."
+        )
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob metacharacters escaped (for :meth:`Path.glob`)."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _unidentified(path: Path) -> InputError:
+    """Why PIL could not tell what ``path`` is, from its first bytes."""
+    with open(path, "rb") as file:
+        head = file.read(512)
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return InputError(
+                f"Cannot read {path} as an image: it starts like a {name} file but its header is cut short or "
+                "damaged (truncated or corrupt). Re-export or re-download it."
+            )
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return InputError(
+            f"Cannot read {path} as an image: it starts like a WebP file but is truncated or corrupt. "
+            "Re-export or re-download it."
+        )
+    if head.startswith(b"version https://git-lfs"):
+        return InputError(
+            f"Cannot read {path} as an image: it is a Git LFS pointer, not the image itself. "
+            "Fetch the real file with `git lfs pull` (in the repository that holds it)."
+        )
+    lowered = head.lstrip().lower()
+    if lowered.startswith((b"<!doctype html", b"<html", b"<?xml")) and b"<svg" not in lowered:
+        return InputError(
+            f"Cannot read {path} as an image: it is an HTML/XML page (a download that saved an error or "
+            "login page?). Download the image file itself."
+        )
+    if b"<svg" in lowered:
+        return InputError(f"Cannot read {path} as an image: it is an SVG drawing. Render it to PNG first.")
+    plugin = _NEEDS_PLUGIN.get(path.suffix.lower())
+    if plugin:
+        return InputError(
+            f"Cannot read {path} as an image: {path.suffix} files need the '{plugin}' package, which is not "
+            f"installed (pip install {plugin}), or convert it to PNG, JPEG or TIFF."
+        )
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.strip() and all(c.isprintable() or c.isspace() for c in text):
+        first = text.strip().splitlines()[0][:40]
+        return InputError(
+            f"Cannot read {path} as an image: it is a text file (it begins {first!r}), whatever its extension "
+            "says. Give the path of the image itself, exported as PNG, JPEG or TIFF."
+        )
+    return InputError(
+        f"Cannot read {path} as an image: its contents are not in a format PIL can read (it begins with "
+        f"{head[:8]!r}). Re-export it as PNG, JPEG or TIFF."
+    )
+
+
+def load_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Read an image file as ``[1, 3, H, W]`` in ``0..1`` plus notes (see :func:`pil_to_tensor`).
+
+    The image is returned as viewers show it: an EXIF orientation tag is applied (and noted).
+    Animated or multi-page files give their first frame or page, with a note. Files with more
+    pixels than :func:`max_image_pixels` (``max_pixels``, else ``$RSEDIT_MAX_IMAGE_PIXELS``, else
+    :data:`DEFAULT_MAX_PIXELS`) are refused before they are decoded; so are missing paths, folders,
+    empty, truncated, corrupt and non-image files, each with an :class:`InputError` saying why.
+    PIL's global settings are the same after the call as before.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    limit = max_image_pixels(max_pixels)
+    path = Path(path)
+    _check_path(path)
+    notes: list[str] = []
+    with _pil_guards(limit) as arm:
+        try:
+            with Image.open(path) as opened:
+                width, height = opened.size
+                pixels = max(1, width) * max(1, height)
+                if limit and pixels > limit:
+                    raise _too_many_pixels(path, limit, pixels, (width, height))
+                arm()
+                try:
+                    frames = getattr(opened, "n_frames", 1)
+                except (MemoryError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+                    raise
+                except Exception:  # a damaged later frame: the first may still be fine
+                    frames = None
+                opened.seek(0)
+                # Read before load(): TIFF applies the tag itself while loading, and then forgets it.
+                orientation = opened.getexif().get(0x0112, 1)
+                opened.load()
+                image_format = opened.format
+                # TIFF has already turned itself upright; a copy only when a turn is still due.
+                image = ImageOps.exif_transpose(opened) if opened.getexif().get(0x0112, 1) != 1 else opened
+        except InputError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise _too_many_pixels(path, limit, _bomb_pixels(e)) from None
+        except UnidentifiedImageError:
+            raise _unidentified(path) from None
+        except PermissionError as e:
+            raise InputError(f"Cannot read {path}: permission denied ({e.strerror}). Make the file readable.") from e
+        except MemoryError:
+            raise
+        except Exception as e:
+            detail = str(e) or type(e).__name__
+            what = "truncated (the file ends early)" if "truncated" in detail.lower() else "corrupt"
+            raise InputError(
+                f"Cannot read {path} as an image: the file is {what}; PIL says: {detail}. "
+                "Re-export or re-download it (a copy or download that was cut short often does this)."
+            ) from e
+    if orientation in _ORIENTATIONS:
+        notes.append(
+            f"EXIF orientation {orientation} applied: the image was {_ORIENTATIONS[orientation]} "
+            f"to load it as viewers show it ({image.width}x{image.height})"
+        )
+    if frames is None:
+        notes.append(f"{path} has more than one frame (the later ones are damaged); only the first was used")
+    elif frames > 1:
+        unit = {"TIFF": "pages", "MIC": "pages", "MPO": "images"}.get(image_format, "frames")
+        notes.append(f"{path} has {frames} {unit}; only the first was used")
+    tensor, mode_notes = pil_to_tensor(image)
+    return tensor, notes + mode_notes
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> None:
-    """Write one ``[3, H, W]`` (or ``[1, 3, H, W]``) image in ``0..1`` as 8-bit RGB."""
+    """Write one ``[3, H, W]`` (or ``[1, 3, H, W]``) image in ``0..1`` as 8-bit RGB.
+
+    The format follows the extension of ``path`` (see :data:`SAVE_FORMATS`; JPEG and WebP at
+    quality 95). The file is written beside ``path`` and renamed over it when complete, so a
+    failure leaves ``path`` as it was and no partial file behind.
+    """
     from PIL import Image
 
-    if image.dim() == 4:
+    path = Path(path)
+    image_format = SAVE_FORMATS.get(path.suffix.lower())
+    if image_format is None:
+        raise InputError(
+            f"Cannot save {path}: unknown image extension {path.suffix or '(none)'!r}; "
+            f"use one of {', '.join(SAVE_FORMATS)}."
+        )
+    if image.dim() == 4 and image.shape[0] == 1:
         image = image[0]
-    array = (image.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise InputError(
+            f"save_image writes one RGB image [3, H, W] or [1, 3, H, W]; got {tuple(image.shape)}. "
+            "Save a batch one image at a time (images[i])."
+        )
+    array = _to_uint8(image)
+    with atomic_output(path) as temporary:
+        try:
+            Image.fromarray(array).save(temporary, format=image_format, **_SAVE_OPTIONS.get(image_format, {}))
+        except OSError as e:
+            raise InputError(
+                f"Could not write {path}: {e}. Check that the disk has space and the folder is writable."
+            ) from e
+
+
+def _label_font(size: int):
+    """A font about ``size`` px high and the factor to scale its rendering by (bitmap fallback)."""
+    from PIL import ImageFont
+
+    try:
+        font = ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1, or no FreeType
+        font = ImageFont.load_default()
+    if isinstance(font, ImageFont.FreeTypeFont):
+        return font, 1
+    native = max(1, font.getbbox("Hg")[3])
+    return font, max(1, round(size / native))
+
+
+def _wrap(text: str, fits) -> list[str]:
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        line = ""
+        for word in paragraph.split():
+            candidate = f"{line} {word}" if line else word
+            if line and not fits(candidate):
+                lines.append(line)
+                line = word
+            else:
+                line = candidate
+        lines.append(line)
+    return lines
+
+
+def _label_mask(text: str, width: int, height: int) -> np.ndarray:
+    """Coverage ``[h, width]`` in ``0..1`` of the label banner: text centred, word-wrapped."""
+    from PIL import Image, ImageDraw
+
+    size = max(10, min(48, round(min(width, height) / 20)))
+    while True:
+        font, scale = _label_font(size)
+        line_height = (font.getbbox("Hgjy")[3] + 2) * scale
+        pad = max(2, line_height // 4)
+
+        def line_width(line: str, font=font, scale=scale) -> int:
+            return (font.getbbox(line)[2] if line else 0) * scale
+
+        room = width - 2 * pad
+        lines = _wrap(text, lambda line, lw=line_width, room=room: lw(line) <= room)
+        banner = len(lines) * line_height + 2 * pad
+        if banner <= height // 2 or size <= 6:
+            break
+        size = max(6, math.floor(size * 0.8))
+    banner = min(banner, height)
+    mask = Image.new("L", (width, banner), 0)
+    for index, line in enumerate(lines):
+        if not line:
+            continue
+        glyphs = Image.new("L", (max(1, line_width(line) // scale + 2), line_height // scale), 0)
+        draw = ImageDraw.Draw(glyphs)
+        if size < 16 or scale > 1:  # small anti-aliased letters blur to grey; draw them crisp
+            draw.fontmode = "1"
+        draw.text((0, 0), line, fill=255, font=font)
+        if scale > 1:
+            glyphs = glyphs.resize((glyphs.width * scale, glyphs.height * scale), Image.NEAREST)
+        mask.paste(glyphs, ((width - line_width(line)) // 2, pad + index * line_height))
+    return np.asarray(mask, dtype=np.float32) / 255.0
+
+
+def stamp_label(image: torch.Tensor, text: str) -> torch.Tensor:
+    """``image`` (``[3, H, W]`` or ``[B, 3, H, W]`` in ``0..1``) with ``text`` burnt in: white
+    letters on a dark banner across the top, word-wrapped to the width and sized to the image.
+
+    Only the banner rows change (exactly: the rest is copied, never re-quantised); shape, dtype
+    and device are kept. Used to mark smoke-run outputs, e.g. "SMOKE RUN: random weights, not an edit".
+    """
+    if image.dim() not in (3, 4) or image.shape[-3] != 3:
+        raise InputError(f"stamp_label takes [3, H, W] or [B, 3, H, W] images; got {tuple(image.shape)}.")
+    out = image.clone()
+    if not text.strip():
+        return out
+    height, width = image.shape[-2:]
+    mask = torch.from_numpy(_label_mask(text, width, height)).to(image.device, image.dtype)
+    rows = mask.shape[0]
+    banner = out[..., :rows, :] * 0.25
+    out[..., :rows, :] = banner * (1 - mask) + mask
+    return out
 
 
 def to_rgb(images: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
