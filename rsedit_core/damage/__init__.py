@@ -4,9 +4,15 @@ Our own implementation: it depends on torch (and safetensors for `.safetensors` 
 and loads the published weights by their original key names.
 """
 
-from .checkpoint import check_damage_state_dict, convert_checkpoint, load_damage_model, read_damage_state_dict
-from .inference import DamageAssessment, assess, colour_map, overlay, read_damage_map
-from .metrics import DAMAGE_CLASS_NAMES, DamageMetrics, DamageScores, damage_scores
+from .checkpoint import (
+    check_damage_checkpoint_file,
+    check_damage_state_dict,
+    convert_checkpoint,
+    load_damage_model,
+    read_damage_state_dict,
+)
+from .inference import DamageAssessment, assess, check_scene_pair, check_tile, colour_map, overlay, read_damage_map
+from .metrics import DAMAGE_CLASS_NAMES, DamageMetrics, DamageScores, check_ground_truth, damage_scores
 from .model import CHANGE_CLASSES, ChangeStar1x256, DamageProbabilities, normalize_pair
 
 __all__ = [
@@ -18,10 +24,14 @@ __all__ = [
     "DamageProbabilities",
     "DamageScores",
     "assess",
+    "check_ground_truth",
+    "check_scene_pair",
+    "check_tile",
     "colour_map",
     "damage_scores",
     "overlay",
     "read_damage_map",
+    "check_damage_checkpoint_file",
     "check_damage_state_dict",
     "convert_checkpoint",
     "load_damage_model",

@@ -91,11 +91,24 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
-def read_damage_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint as a flat `{key: tensor}` dict with wrappers and prefixes removed (no checks)."""
+def check_damage_checkpoint_file(path: str | os.PathLike) -> Path:
+    """Cheap checks of a checkpoint path before anything is loaded: the file exists and its first
+    bytes are those of a PyTorch checkpoint or a safetensors file. Returns the path.
+
+    Raises `ModelNotFoundError` (no such file, or a folder) or `ModelFormatError` (another kind of file).
+    """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ModelNotFoundError(f"{path} is a folder; give the damage-model checkpoint file itself. " + _DOWNLOAD_HINT)
     if not path.is_file():
         raise ModelNotFoundError(f"No damage-model checkpoint at {path}. " + _DOWNLOAD_HINT)
+    _file_kind(path)
+    return path
+
+
+def read_damage_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint as a flat `{key: tensor}` dict with wrappers and prefixes removed (no checks)."""
+    path = check_damage_checkpoint_file(path)
     state = _unwrap(_read_file(path), path)
     return {_strip_prefixes(k): v for k, v in state.items()}
 
@@ -164,15 +177,34 @@ def load_damage_model(
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
-def convert_checkpoint(in_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Check a damage checkpoint and write its bare state dict as safetensors to `out_path`."""
+def convert_checkpoint(
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    suffixes: tuple[str, ...] | None = None,
+    option: str = "output",
+) -> Path:
+    """Check a damage checkpoint and write its bare state dict as safetensors to `out_path`.
+
+    The output is checked before the input is read: it must not be the input file (or an existing
+    folder), its folder must be writable, and with `suffixes` (the CLI passes `(".safetensors",)`)
+    its extension must be one of them. It is written atomically, so a failed conversion leaves no
+    partial file and an existing file at `out_path` intact.
+    """
     from safetensors.torch import save_file
 
-    out = Path(out_path).expanduser()
-    if out.exists() and out.resolve() == Path(in_path).expanduser().resolve():
+    from ..outputs import atomic_output, check_output_path
+
+    out, source = Path(out_path).expanduser(), Path(in_path).expanduser()
+    same = os.path.samefile(out, source) if out.is_file() and source.is_file() else out.resolve() == source.resolve()
+    if same:
         raise InputError(f"Refusing to convert {in_path} onto itself; choose another output path.")
-    state = read_damage_state_dict(in_path)
+    wanted = suffixes or (out.suffix.lower() or ".safetensors",)
+    out = check_output_path(out, inputs=[source], suffixes=wanted, option=option)
+    check_damage_checkpoint_file(source)
+    state = read_damage_state_dict(source)
     check_damage_state_dict(state, in_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(out), metadata={"format": "pt"})
+    tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
+    with atomic_output(out) as temporary:
+        save_file(tensors, str(temporary), metadata={"format": "pt"})
     return out

@@ -22,6 +22,10 @@ from .model import CHANGE_CLASSES, SIZE_MULTIPLE, ChangeStar1x256, normalize_pai
 # Map colours: green, yellow, orange, red for no / minor / major / destroyed (background black).
 CLASS_COLOURS = ((0, 0, 0), (46, 204, 64), (255, 220, 0), (255, 133, 27), (220, 20, 60))
 MIN_SIDE = 32
+# The tiler's floor: the model takes square inputs whose side is a multiple of 32, from 32 up.
+MIN_TILE = MIN_SIDE
+DEFAULT_TILE = 1024
+MAX_OVERLAP = 128
 
 
 @dataclass
@@ -39,10 +43,50 @@ class DamageAssessment:
     damage: torch.Tensor
     notes: list[str] = field(default_factory=list)
 
+    def building_fraction(self) -> float:
+        """Share of all pixels the building output marks as building, over the whole batch."""
+        return float(self.building.double().mean()) if self.building.numel() else 0.0
+
     def class_fractions(self) -> dict[str, float]:
         """Share of all pixels per decoded class (background included), over the whole batch."""
         counts = torch.bincount(self.damage.flatten().long(), minlength=len(CLASS_NAMES)).double()
         return {name: float(c / counts.sum()) for name, c in zip(CLASS_NAMES, counts, strict=True)}
+
+
+def default_overlap(tile: int) -> int:
+    """Pixels shared by neighbouring tiles when none is given: ``min(128, tile // 4)``."""
+    return min(MAX_OVERLAP, tile // 4)
+
+
+def check_tile(tile: int, option: str = "tile") -> None:
+    """Raise `InputError` unless ``tile`` is a size the tiler supports: a multiple of 32, at least 32."""
+    if isinstance(tile, bool) or not isinstance(tile, int):
+        raise InputError(f"{option} must be a whole number of pixels; got {tile!r}.")
+    if tile >= MIN_TILE and tile % SIZE_MULTIPLE == 0:
+        return
+    below = max(MIN_TILE, tile // SIZE_MULTIPLE * SIZE_MULTIPLE)
+    above = max(MIN_TILE, -(-tile // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+    near = f"{below}" if below == above else f"{below} or {above}"
+    raise InputError(
+        f"{option} {tile} is not a tile size the damage model can run: it needs a multiple of {SIZE_MULTIPLE} px, "
+        f"at least {MIN_TILE} (try {near}; {DEFAULT_TILE} is the size the published weights were fine-tuned on)."
+    )
+
+
+def check_scene_pair(pre_size: tuple[int, int], post_size: tuple[int, int], what: str = "") -> None:
+    """Raise `InputError` unless pre and post ``(width, height)`` agree and have at least 32 px a side."""
+    where = f" ({what})" if what else ""
+    if tuple(pre_size) != tuple(post_size):
+        raise InputError(
+            f"Pre and post images differ in size{where}: pre is {pre_size[0]}x{pre_size[1]}, post is "
+            f"{post_size[0]}x{post_size[1]} (width x height). Damage is assessed pixel by pixel, so resize the post "
+            f"image to {pre_size[0]}x{pre_size[1]} first (an edited image has its source's size)."
+        )
+    if min(pre_size) < MIN_SIDE:
+        raise InputError(
+            f"The scene{where} is {pre_size[0]}x{pre_size[1]} px; "
+            f"damage assessment needs at least {MIN_SIDE} px a side."
+        )
 
 
 def _ramp(length: int, overlap: int) -> torch.Tensor:
@@ -80,27 +124,30 @@ def assess(
     pre: torch.Tensor,
     post: torch.Tensor,
     *,
-    tile: int = 1024,
-    overlap: int = 128,
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
     batch_size: int = 1,
 ) -> DamageAssessment:
     """Assess damage between ``pre`` and ``post`` RGB batches ``(B, 3, H, W)`` in 0..1.
 
-    Scenes of any size and aspect; ``tile`` (a multiple of 32) bounds the model's input side, and
-    ``overlap`` pixels are shared by neighbouring tiles.
+    Scenes of any size and aspect; ``tile`` (a multiple of 32, at least 32) bounds the model's
+    input side, and ``overlap`` pixels (default ``min(128, tile // 4)``) are shared by
+    neighbouring tiles. The result carries the building output (``building``, what xView2
+    localisation is scored on) beside the decoded damage map.
     """
-    if pre.shape != post.shape:
+    if pre.ndim != 4 or pre.shape[1] != 3 or post.ndim != 4 or post.shape[1] != 3:
+        raise InputError(f"Expected RGB batches (B, 3, H, W); got pre {tuple(pre.shape)}, post {tuple(post.shape)}.")
+    check_scene_pair((pre.shape[-1], pre.shape[-2]), (post.shape[-1], post.shape[-2]))
+    if pre.shape[0] != post.shape[0]:
         raise InputError(
-            f"Pre and post images differ in size: pre is {tuple(pre.shape)}, post is {tuple(post.shape)}. "
-            "Resize the post image to the pre image's size (an edited image has the source's size)."
+            f"Pre and post batches differ in length: {pre.shape[0]} pre image(s), {post.shape[0]} post image(s). "
+            "Give one post image per pre image."
         )
-    if pre.ndim != 4 or pre.shape[1] != 3:
-        raise InputError(f"Expected RGB batches (B, 3, H, W); got {tuple(pre.shape)}.")
     height, width = pre.shape[-2:]
-    if min(height, width) < MIN_SIDE:
-        raise InputError(f"The scene is {width}x{height} px; damage assessment needs at least {MIN_SIDE} px a side.")
-    if tile % SIZE_MULTIPLE or tile < MIN_SIDE or not 0 <= overlap < tile:
-        raise InputError(f"tile must be a multiple of 32 (got {tile}) and overlap in [0, tile) (got {overlap}).")
+    check_tile(tile)
+    overlap = default_overlap(tile) if overlap is None else overlap
+    if not 0 <= overlap < tile:
+        raise InputError(f"overlap must be in [0, tile) = [0, {tile}); got {overlap}.")
     param = next(model.parameters())
     x = normalize_pair(pre.float(), post.float()).to(param.device)
     notes = []

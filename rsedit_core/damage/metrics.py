@@ -3,8 +3,14 @@
 Masks hold xView2 damage classes (the xBD order): 0 background, 1 no-damage, 2 minor-damage,
 3 major-damage, 4 destroyed; ground truth may also hold 255, an unclassified building.
 
-- Localisation is scored on every pixel, building (class >= 1, 255 included) against
-  background: `F1_loc` is the F1 of the building class.
+- Localisation is scored on every pixel, building against background: `F1_loc` is the F1 of the
+  building class. On the ground-truth side a building is class >= 1 (255 included). On the
+  prediction side it is the model's BUILDING output, `sigmoid(building logit) > 0.5` (ChangeStar's
+  `t1_semantic_prediction > 0.5`, as torchange's and the xView2 authors' evaluators read it), not
+  `damage > 0`: decoding is `damage = argmax(change) * building`, so a predicted building whose
+  change class is 0 has damage 0 and is still a localisation positive. Pass that mask as
+  `pred_building`, or pass the `DamageAssessment` itself as `pred`, which does so. Without it the
+  prediction's building is `pred >= 1`, right only for a map with no separate building output.
 - Damage is scored only on ground-truth building pixels with a known class (`1 <= gt <= 4`).
   There, each class `c` in 1..4 is scored one-vs-rest on a 5x5 confusion matrix (rows ground
   truth, columns prediction): `TP_c = M[c, c]`, `FP_c = column c minus TP_c`,
@@ -27,11 +33,15 @@ up to 2**24 pixels per cell), and values are not rounded to 5 decimals.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .inference import DamageAssessment
 
 DAMAGE_CLASS_NAMES = ("background", "no-damage", "minor-damage", "major-damage", "destroyed")
 IGNORE_INDEX = 255
@@ -45,6 +55,30 @@ _LOC_WEIGHT = 0.3
 _DAM_WEIGHT = 0.7
 
 MaskLike = np.ndarray | torch.Tensor
+
+
+def _is_assessment(x: object) -> bool:
+    """A `DamageAssessment` (or anything with its `damage` and `building` maps), not a mask."""
+    return not isinstance(x, np.ndarray | torch.Tensor) and hasattr(x, "damage") and hasattr(x, "building")
+
+
+def _from_assessment(pred, gt, pred_building):
+    """Unpack an assessment into its damage map and its building output (the localisation mask).
+
+    A one-image assessment `(1, H, W)` scored against one `[H, W]` ground truth is squeezed to
+    `[H, W]`.
+    """
+    if not _is_assessment(pred):
+        return pred, pred_building
+    if pred_building is not None:
+        raise InputError(
+            "pred_building was given together with a DamageAssessment, which carries its own building output; "
+            "pass one of them."
+        )
+    damage, building = pred.damage, pred.building
+    if damage.ndim == 3 and damage.shape[0] == 1 and getattr(gt, "ndim", 0) == 2:
+        damage, building = damage[0], building[0]
+    return damage, building
 
 
 @dataclass
@@ -120,13 +154,22 @@ def _listed(values: np.ndarray, limit: int = 10) -> str:
     return shown + (f", ... ({len(values)} distinct values)" if len(values) > limit else "")
 
 
-def _check_values(pred: np.ndarray, gt: np.ndarray) -> None:
+def check_ground_truth(gt: MaskLike, name: str = "ground truth") -> None:
+    """Raise `InputError` unless ``gt`` holds only xView2 classes 0..4 and 255 (unclassified).
+
+    Callers run it on a ground truth before the model is loaded, so that a wrong file costs nothing.
+    """
+    gt = _as_int_array(gt, name)
     bad_gt = ((gt < 0) | (gt > 4)) & (gt != IGNORE_INDEX)
     if bad_gt.any():
         raise InputError(
-            f"ground truth holds values outside {{0, 1, 2, 3, 4, {IGNORE_INDEX}}}: {_listed(np.unique(gt[bad_gt]))}. "
+            f"{name} holds values outside {{0, 1, 2, 3, 4, {IGNORE_INDEX}}}: {_listed(np.unique(gt[bad_gt]))}. "
             f"Expected xView2 classes 0 background .. 4 destroyed, and {IGNORE_INDEX} for unclassified buildings."
         )
+
+
+def _check_values(pred: np.ndarray, gt: np.ndarray) -> None:
+    check_ground_truth(gt)
     bad_pred = (pred < 0) | (pred > 4)
     if bad_pred.any():
         raise InputError(
@@ -140,8 +183,8 @@ class DamageMetrics:
 
     Example:
         metrics = DamageMetrics()
-        for pred, gt in pairs:
-            metrics.update(pred, gt)
+        for pre, post, gt in samples:
+            metrics.update(assess(model, pre, post), gt)  # localisation on the building output
         scores = metrics.compute()
     """
 
@@ -166,7 +209,7 @@ class DamageMetrics:
 
     def update(
         self,
-        pred: MaskLike,
+        pred: MaskLike | DamageAssessment,
         gt: MaskLike,
         *,
         pred_building: MaskLike | None = None,
@@ -175,19 +218,24 @@ class DamageMetrics:
         """Add one sample `[H, W]` or a batch `[B, H, W]` to the counts.
 
         Args:
-            pred: predicted damage classes, integers in 0..4.
+            pred: predicted damage classes, integers in 0..4; or the `DamageAssessment` that
+                `assess` returned, whose damage map and building output are then both used (the
+                right call for a model's output).
             gt: ground-truth damage classes, integers in {0..4, 255}; 255 is a building of
                 unknown damage, left out of the damage scores.
-            pred_building: optional predicted building mask (bool or 0/1), same shape. Use it when
-                the model has a separate building output (ChangeStar's `building_prob > 0.5`):
-                localisation is then scored on it, and damage predicted outside it is set to 0
-                (xView2's single-map constraint). Default: `pred >= 1`.
+            pred_building: optional predicted building mask (bool or 0/1), same shape. Give it
+                whenever the model has a separate building output (ChangeStar's
+                `building_prob > 0.5`, `DamageAssessment.building`): localisation is then scored on
+                it, so a building with damage class 0 counts, and damage predicted outside it is set
+                to 0 (xView2's single-map constraint). Default: the assessment's building output
+                when `pred` is one, else `pred >= 1`.
             gt_building: optional ground-truth building mask (the pre-disaster footprints),
                 same shape; nonzero is building. Default: `gt >= 1`.
 
         Returns:
             self, so that `DamageMetrics().update(p, g).compute()` reads as one line.
         """
+        pred, pred_building = _from_assessment(pred, gt, pred_building)
         pred_a = _as_int_array(pred, "prediction")
         gt_a = _as_int_array(gt, "ground truth")
         masks = {"pred_building": pred_building, "gt_building": gt_building}
@@ -255,7 +303,7 @@ class DamageMetrics:
 
 
 def damage_scores(
-    pred: MaskLike,
+    pred: MaskLike | DamageAssessment,
     gt: MaskLike,
     *,
     pred_building: MaskLike | None = None,
