@@ -9,9 +9,20 @@ import folder_paths
 import numpy as np
 from comfy_api.latest import io, ui
 
-from ..rsedit_core.damage import assess, colour_map, damage_scores, load_damage_model, overlay, read_damage_map
+from ..rsedit_core.damage import (
+    assess,
+    check_ground_truth,
+    check_tile,
+    colour_map,
+    damage_scores,
+    load_damage_model,
+    overlay,
+    read_damage_map,
+)
+from ..rsedit_core.damage.inference import MIN_SIDE, default_overlap
 from ..rsedit_core.damage.metrics import DAMAGE_CLASS_NAMES
-from ..rsedit_core.loading import DTYPES
+from ..rsedit_core.devices import DTYPES
+from ..rsedit_core.errors import InputError
 from .comfy_models import ComfyModule
 
 DAMAGE_FOLDER = "changestar"
@@ -69,26 +80,69 @@ class RSEditDamageLoader(io.ComfyNode):
         return io.NodeOutput(ComfyModule.wrap(model))
 
 
-def _ground_truth(image, mask, batch: int):
-    """The ground-truth class map ``(B, H, W)`` from an IMAGE or MASK input (one map serves a batch)."""
-    source = image if image is not None else mask
+def _size(image) -> str:
+    """``WxH`` of a ComfyUI IMAGE/MASK batch ``(B, H, W[, C])``."""
+    return f"{image.shape[2]}x{image.shape[1]}"
+
+
+def _check_pair(pre, post) -> None:
+    """Pre and post must be the same size (and batch length) before anything runs."""
+    if pre.shape[1:3] != post.shape[1:3]:
+        raise InputError(
+            f"RSEdit Damage Assessment: pre and post differ in size: pre is {_size(pre)}, post is {_size(post)} "
+            "(width x height). Damage is assessed pixel by pixel, so both must be the same size: feed the edit's "
+            f"source image as pre, or put an Upscale Image node (width {pre.shape[2]}, height {pre.shape[1]}, "
+            "crop disabled) on the post input."
+        )
+    if pre.shape[0] != post.shape[0]:
+        raise InputError(
+            f"RSEdit Damage Assessment: {pre.shape[0]} pre image(s) but {post.shape[0]} post image(s); give one post "
+            "image per pre image (batch lengths must match)."
+        )
+    if min(pre.shape[1:3]) < MIN_SIDE:
+        raise InputError(
+            f"RSEdit Damage Assessment: the scene is {_size(pre)}; "
+            f"damage assessment needs at least {MIN_SIDE} px a side."
+        )
+
+
+def _ground_truth(image, mask, pre):
+    """The ground-truth class map ``(B, H, W)`` from an IMAGE or MASK input (one map serves a batch),
+    checked against the scene's size and for xView2 class values."""
+    source, name = (image, "ground_truth") if image is not None else (mask, "ground_truth_mask")
     if source is None:
         return None
+    batch = pre.shape[0]
+    if source.shape[1:3] != pre.shape[1:3]:
+        raise InputError(
+            f"RSEdit Damage Assessment: {name} is {_size(source)} but the scene (pre) is {_size(pre)} (width x "
+            "height). The ground truth is scored pixel by pixel: give this scene's own damage PNG, unresized."
+        )
+    if source.shape[0] not in (1, batch):
+        raise InputError(
+            f"RSEdit Damage Assessment: {name} holds {source.shape[0]} maps for {batch} scene(s); give one map per "
+            "scene, or a single map for all."
+        )
     maps = np.stack([read_damage_map(item) for item in source])
+    check_ground_truth(maps, name=name)
     return np.repeat(maps, batch, axis=0) if maps.shape[0] == 1 and batch > 1 else maps
 
 
 def _report(result, scores) -> str:
     fractions = result.class_fractions()
-    building = 1.0 - fractions["background"]
-    lines = [f"building pixels: {building:.1%} of the scene"]
+    building = result.building_fraction()
+    lines = [f"building pixels: {building:.1%} of the scene (the model's building output)"]
     if building > 0:
         lines += [f"  {name}: {fractions[name] / building:.1%} of buildings" for name in DAMAGE_CLASS_NAMES[1:]]
+        unclassed = float((result.building & (result.damage == 0)).double().mean()) / building
+        if unclassed > 0:
+            lines.append(f"  change class 0: {unclassed:.1%} of buildings (damage 0 in the map, still buildings)")
     lines += result.notes
     if scores is not None:
         per_class = ", ".join(f"{name} {value:.4f}" for name, value in scores.per_class.items())
         lines += [
             f"F1_loc {scores.f1_loc:.4f}  F1_dam {scores.f1_dam:.4f}  score {scores.score:.4f}",
+            "(F1_loc on the building output, as torchange / the xView2 evaluator score it)",
             f"per-class F1: {per_class}",
             f"weighted F1 {scores.f1_weighted:.4f}",
         ]
@@ -147,11 +201,15 @@ class RSEditDamageAssessment(io.ComfyNode):
     def execute(
         cls, damage_model, pre, post, ground_truth=None, ground_truth_mask=None, tile: int = 1024
     ) -> io.NodeOutput:
+        # Everything checkable is checked before the model is moved to the GPU.
+        check_tile(tile, option="tile")
+        _check_pair(pre, post)
+        truth = _ground_truth(ground_truth, ground_truth_mask, pre)
         damage_model.load()
         pre_rgb, post_rgb = pre[..., :3].movedim(-1, 1), post[..., :3].movedim(-1, 1)
-        result = assess(damage_model.model, pre_rgb, post_rgb, tile=tile, overlap=min(128, tile // 4))
-        truth = _ground_truth(ground_truth, ground_truth_mask, result.damage.shape[0])
-        scores = None if truth is None else damage_scores(result.damage.numpy(), truth)
+        result = assess(damage_model.model, pre_rgb, post_rgb, tile=tile, overlap=default_overlap(tile))
+        # The assessment carries the building output: localisation is scored on it, not on damage > 0.
+        scores = None if truth is None else damage_scores(result, truth)
         masks = [(result.damage == c).float() for c in range(1, 5)]
         report = _report(result, scores)
         return io.NodeOutput(
