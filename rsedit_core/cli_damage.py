@@ -199,7 +199,8 @@ def _split_entries(split: Path, needs: tuple[str, ...]) -> list[tuple[int, dict]
             continue
         bad = [key for key in needs if not isinstance(entry[key], str) or not entry[key].strip()]
         if bad:
-            problems.append(f"{split}:{number}: {', '.join(bad)} must be non-empty path strings")
+            what = "a non-empty path string" if len(bad) == 1 else "non-empty path strings"
+            problems.append(f"{split}:{number}: {', '.join(bad)} must be {what}")
             continue
         entries.append((number, entry))
     if problems:

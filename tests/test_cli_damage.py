@@ -320,6 +320,8 @@ def _refused(argv, capsys, *fragments):
         ({"--out-map": "OUT/map"}, ["--out-map", "has no file extension", ".png"]),
         ({"--out-map": "OUT/map.jpg"}, ["unknown extension '.jpg'", ".png, .tif, .tiff"]),
         ({"--out-map": "PRE"}, ["is the input file", "never overwrites a source"]),
+        ({"--gt": "GT", "--out-map": "GT"}, ["--out-map", "is the input file"]),
+        ({"--model": "OUT/map.png", "--out-map": "OUT/map.png"}, ["--out-map", "is the input file"]),
         ({"--out-map": "OUT/map.png", "--overlay": "POST"}, ["--overlay", "is the input file"]),
         ({"--out-map": "OUT/map.png", "--overlay": "OUT/map.png"}, ["--overlay and --out-map both name"]),
         ({"--json": "OUT/report.txt"}, ["--json", "unknown extension '.txt'", ".json"]),
@@ -358,7 +360,12 @@ def test_assess_refuses_bad_inputs_before_loading(
     bad = np.zeros((64, 64), np.uint8)
     bad[0, 0] = 7
     _write(out / "mask_bad.png", bad)
-    names = {"OUT": str(out), "PRE": str(images / "pre_0.png"), "POST": str(images / "post_0.png")}
+    names = {
+        "OUT": str(out),
+        "PRE": str(images / "pre_0.png"),
+        "POST": str(images / "post_0.png"),
+        "GT": str(images / "mask_0.png"),
+    }
     resolved = {}
     for key, value in overrides.items():
         for name, path in names.items():
@@ -431,6 +438,7 @@ def _evaluate(checkpoint, split, tmp_path, *extra):
         (["GOOD", "TEXT_MASK"], [], ["test.jsonl:2: mask", "notes.png", "not an image"]),
         (["GOOD", "BAD_MASK"], [], ["test.jsonl:2: mask", "mask_bad.png", "values outside", ": 9"]),
         (["WIDE_POST"], [], ["Nothing was scored", "1 were refused", "post 96x64 differs from pre 64x64"]),
+        (["TINY", "MISSING"], [], ["Nothing was scored", "1 have missing files", "scene 16x16 is below 32 px"]),
     ],
 )
 def test_evaluate_refuses_bad_splits_before_loading(
@@ -442,12 +450,16 @@ def test_evaluate_refuses_bad_splits_before_loading(
     bad[3, 3] = 9
     _write(images / "mask_bad.png", bad)
     _write(images / "post_wide.png", np.zeros((64, 96, 3), np.uint8))
+    _write(images / "t.png", np.zeros((16, 16, 3), np.uint8))
+    _write(images / "tm.png", np.zeros((16, 16), np.uint8))
     good = {"pre_image": "images/pre_0.png", "post_image": "images/post_0.png", "mask": "images/mask_0.png"}
     named = {
         "GOOD": json.dumps(good),
         "TEXT_MASK": json.dumps(good | {"mask": "images/notes.png"}),
         "BAD_MASK": json.dumps(good | {"mask": "images/mask_bad.png"}),
         "WIDE_POST": json.dumps(good | {"post_image": "images/post_wide.png"}),
+        "TINY": json.dumps({"pre_image": "images/t.png", "post_image": "images/t.png", "mask": "images/tm.png"}),
+        "MISSING": json.dumps(good | {"post_image": "images/absent.png"}),
     }
     path = split.parent / "test.jsonl"
     path.write_text("\n".join(named.get(line, line) for line in lines) + "\n")
