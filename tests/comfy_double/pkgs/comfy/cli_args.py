@@ -2,12 +2,26 @@
 
 ComfyUI parses its command line into a module-level ``args`` namespace at import time (an
 empty command line when imported as a library). This double holds the defaults of the flags
-that the device and memory helpers read; ``--cpu`` is on because the double only runs on CPU.
+that the device, memory and preview helpers read; ``--cpu`` is on because the double only runs on
+CPU. Tests that simulate other flags set them here and call
+``comfy.model_management.configure_from_args()``, which redoes what ComfyUI decides from them at
+import time. ``preview_method`` defaults to ``LatentPreviewMethod.NoPreviews`` as in ComfyUI.
 """
 
 from __future__ import annotations
 
+import enum
 from argparse import Namespace
+
+
+class LatentPreviewMethod(enum.Enum):
+    """``--preview-method`` values (``none`` is the default)."""
+
+    NoPreviews = "none"
+    Auto = "auto"
+    Latent2RGB = "latent2rgb"
+    TAESD = "taesd"
+
 
 args = Namespace(
     cpu=True,
@@ -26,6 +40,13 @@ args = Namespace(
     fp32_unet=False,
     fp16_unet=False,
     bf16_unet=False,
+    fp8_e4m3fn_text_enc=False,
+    fp8_e5m2_text_enc=False,
+    fp16_text_enc=False,
+    fp32_text_enc=False,
+    bf16_text_enc=False,
+    reserve_vram=None,
+    preview_method=LatentPreviewMethod.NoPreviews,
     preview_size=512,
     base_directory=None,
     output_directory=None,

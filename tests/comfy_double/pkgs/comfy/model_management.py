@@ -1,9 +1,16 @@
-"""Test double of ``comfy.model_management`` as it behaves under ``main.py --cpu``.
+"""Test double of ``comfy.model_management``, by default as it behaves under ``main.py --cpu``.
 
-Mirrors the device helpers, the interrupt flag and the loaded-model list. ``load_models_gpu``
-moves each ``ModelPatcher`` to its ``load_device`` through the patcher (as ComfyUI does), keeps
-it in ``current_loaded_models`` and also appends every call's argument list to ``load_calls``
-so tests can assert what a node asked to load. ``soft_empty_cache_calls`` counts cache flushes.
+Mirrors the device and dtype helpers (each role's load and offload device, ``vae_dtype``,
+``text_encoder_dtype``), the interrupt flag and the loaded-model list. ``load_models_gpu`` moves
+each ``ModelPatcher`` to its ``load_device`` through the patcher (as ComfyUI does), keeps it in
+``current_loaded_models`` and also appends every call's argument list to ``load_calls`` so tests
+can assert what a node asked to load; ``free_memory`` unloads through ``LoadedModel.model_unload``
+and drops the entries from the list. ``soft_empty_cache_calls`` counts cache flushes.
+
+ComfyUI decides ``cpu_state`` and ``vram_state`` from the flags once, at import.
+``configure_from_args(gpu_device=...)`` does that again after a test changed ``comfy.cli_args.args``;
+``gpu_device`` stands in for the GPU on a machine without one (``"meta"`` keeps module moves
+cheap), and the stand-in behaves as a recent NVIDIA GPU (fp16 and bf16 usable).
 """
 
 from __future__ import annotations
@@ -32,9 +39,38 @@ class CPUState(Enum):
     MPS = 2
 
 
-cpu_state = CPUState.CPU if args.cpu or not torch.cuda.is_available() else CPUState.GPU
-vram_state = VRAMState.DISABLED if cpu_state != CPUState.GPU else VRAMState.NORMAL_VRAM
-DISABLE_SMART_MEMORY = args.disable_smart_memory
+cpu_state = CPUState.CPU
+vram_state = VRAMState.DISABLED
+DISABLE_SMART_MEMORY = False
+#: The device ``get_torch_device()`` answers in GPU state; ``None`` means the current CUDA device.
+_gpu_stand_in: torch.device | None = None
+
+
+def configure_from_args(gpu_device: torch.device | str | None = None) -> tuple[CPUState, VRAMState]:
+    """Set ``cpu_state``, ``vram_state`` and ``DISABLE_SMART_MEMORY`` from ``args`` as ComfyUI does
+    at import: ``--cpu`` (or no GPU) -> CPU and VRAM disabled; ``--lowvram`` -> LOW_VRAM,
+    ``--novram`` -> NO_VRAM, ``--highvram``/``--gpu-only`` -> HIGH_VRAM, else NORMAL_VRAM.
+
+    ``gpu_device`` pretends that a GPU is present and is that device."""
+    global cpu_state, vram_state, DISABLE_SMART_MEMORY, _gpu_stand_in
+    _gpu_stand_in = None if gpu_device is None else torch.device(gpu_device)
+    has_gpu = _gpu_stand_in is not None or torch.cuda.is_available()
+    cpu_state = CPUState.CPU if args.cpu or not has_gpu else CPUState.GPU
+    if args.lowvram:
+        vram_state = VRAMState.LOW_VRAM
+    elif args.novram:
+        vram_state = VRAMState.NO_VRAM
+    elif args.highvram or args.gpu_only:
+        vram_state = VRAMState.HIGH_VRAM
+    else:
+        vram_state = VRAMState.NORMAL_VRAM
+    if cpu_state != CPUState.GPU:
+        vram_state = VRAMState.DISABLED
+    DISABLE_SMART_MEMORY = args.disable_smart_memory
+    return cpu_state, vram_state
+
+
+configure_from_args()
 
 try:
     OOM_EXCEPTION = torch.cuda.OutOfMemoryError
@@ -48,6 +84,10 @@ except AttributeError:  # very old torch builds
 def get_torch_device() -> torch.device:
     if cpu_state == CPUState.CPU:
         return torch.device("cpu")
+    if cpu_state == CPUState.MPS:
+        return torch.device("mps")
+    if _gpu_stand_in is not None:
+        return _gpu_stand_in
     return torch.device(torch.cuda.current_device())
 
 
@@ -110,6 +150,30 @@ def text_encoder_offload_device() -> torch.device:
     return get_torch_device() if args.gpu_only else torch.device("cpu")
 
 
+def text_encoder_initial_device(load_device, offload_device, model_size: int = 0) -> torch.device:
+    """Where a text encoder is first put: the offload device unless it is over 1 GiB and fits."""
+    if load_device == offload_device or model_size <= 1024 * 1024 * 1024:
+        return offload_device
+    if is_device_mps(load_device):
+        return load_device
+    free_load, free_offload = get_free_memory(load_device), get_free_memory(offload_device)
+    return load_device if free_load > free_offload * 0.5 and model_size * 1.2 < free_load else offload_device
+
+
+def text_encoder_dtype(device=None) -> torch.dtype:
+    """The text-encoder precision flags, else fp16 (ComfyUI's default, on any device)."""
+    for flag, dtype in (
+        ("fp8_e4m3fn_text_enc", torch.float8_e4m3fn),
+        ("fp8_e5m2_text_enc", torch.float8_e5m2),
+        ("fp16_text_enc", torch.float16),
+        ("bf16_text_enc", torch.bfloat16),
+        ("fp32_text_enc", torch.float32),
+    ):
+        if getattr(args, flag, False):
+            return dtype
+    return torch.float16
+
+
 def should_use_fp16(device=None, model_params=0, prioritize_performance=True, manual_cast=False) -> bool:
     if device is not None and is_device_cpu(device):
         return False
@@ -117,7 +181,7 @@ def should_use_fp16(device=None, model_params=0, prioritize_performance=True, ma
         return True
     if args.force_fp32 or cpu_mode():
         return False
-    return torch.cuda.is_available()
+    return cpu_state == CPUState.GPU
 
 
 def should_use_bf16(device=None, model_params=0, prioritize_performance=True, manual_cast=False) -> bool:
@@ -125,6 +189,8 @@ def should_use_bf16(device=None, model_params=0, prioritize_performance=True, ma
         return False
     if args.force_fp32 or cpu_mode():
         return False
+    if _gpu_stand_in is not None:
+        return True
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
@@ -269,11 +335,16 @@ def loaded_models(only_currently_used: bool = False) -> list:
 
 
 def free_memory(memory_required, device, keep_loaded=()) -> list[LoadedModel]:
-    """Unload every loaded model on ``device`` not in ``keep_loaded`` (the double ignores sizes)."""
+    """Unload every loaded model on ``device`` whose entry is not in ``keep_loaded`` (``LoadedModel``
+    entries, compared by patcher) and drop it from ``current_loaded_models``; returns the entries.
+
+    ComfyUI stops once ``memory_required`` bytes are free; the double ignores sizes, which is what
+    ComfyUI does for a ``memory_required`` beyond the device's memory (``1e30``)."""
     cleanup_models_gc()
     unloaded = []
     for entry in list(current_loaded_models):
         if entry.device == device and entry not in keep_loaded:
+            entry.currently_used = False
             entry.model_unload()
             current_loaded_models.remove(entry)
             unloaded.append(entry)
