@@ -1,11 +1,12 @@
-"""Benchmark one training optimisation step of training/train.py against a plain-PyTorch step.
+"""Benchmark one training optimisation step (rsedit_core.train.runner) against a plain-PyTorch step.
 
 Both sides load the same random editor (a small 8-channel U-Net, the tiny test VAE and text
 encoder) and train on the same batch of 64 px pairs. Time: one fresh process holds both sides and
 alternates them, ``--steps`` steps at a time for ``--time-runs`` rounds (the median per side is
 kept), so machine noise, which moved separate-process runs by +-20% here, hits both alike.
 Memory: each side in its own fresh processes (see harness.py), the lowest of ``--memory-runs``.
-"ours" is the script's own ``StepRunner`` (accelerate, Prodigy, grad clip, diffusers' EMAModel);
+"ours" is the training loop's own ``rsedit_core.train.runner.StepRunner`` (accelerate, Prodigy, grad clip,
+diffusers' EMAModel);
 "reference" is the same step written out in plain PyTorch below, drawing its random numbers in
 the same order, so the trained weights must agree. Prints seconds per
 step, peak memory, the ours / reference ratios (goal <= 1.05) and the largest weight difference.
@@ -19,7 +20,6 @@ step, peak memory, the ours / reference ratios (goal <= 1.05) and the largest we
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -71,13 +71,6 @@ def batch(size: int, count: int) -> dict:
     }
 
 
-def _train_script():
-    spec = importlib.util.spec_from_file_location("rsedit_train_script", ROOT / "training" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_ours(args, model_dir: Path, data: dict):
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
@@ -85,13 +78,14 @@ def make_ours(args, model_dir: Path, data: dict):
     from diffusers.training_utils import EMAModel
 
     from rsedit_core.train.models import load_trainable
+    from rsedit_core.train.preparation import frozen_to_device
+    from rsedit_core.train.runner import StepRunner, make_optimizer
     from rsedit_core.train.text_cache import TextEncoderFeed
 
-    script = _train_script()
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.device == "cpu")
     dtype = {"bf16": torch.bfloat16}.get(args.mixed_precision, torch.float32)
     editor = load_trainable(model_dir, "unet", text_encoder_dtype=dtype).editor
-    script._frozen_to_device(editor, accelerator.device, dtype)
+    frozen_to_device(editor, accelerator.device, dtype)
     options = SimpleNamespace(
         optimizer="prodigy",
         learning_rate=1.0,
@@ -103,12 +97,12 @@ def make_ours(args, model_dir: Path, data: dict):
     )
     denoiser = editor.denoiser.to(accelerator.device)
     ema = EMAModel(denoiser.parameters(), decay=EMA_DECAY, model_cls=type(denoiser), model_config=denoiser.config)
-    optimizer = script.make_optimizer(options, denoiser.parameters())
+    optimizer = make_optimizer(options, denoiser.parameters())
     schedule = get_scheduler("constant", optimizer=optimizer)
     denoiser, optimizer, schedule = accelerator.prepare(denoiser, optimizer, schedule)
     editor.denoiser = denoiser
     noise = DDPMScheduler.from_config(editor.scheduler_config)
-    step = script.StepRunner(accelerator, editor, noise, optimizer, schedule, ema, TextEncoderFeed(editor), options)
+    step = StepRunner(accelerator, editor, noise, optimizer, schedule, ema, TextEncoderFeed(editor), options)
 
     def run(steps: int) -> torch.Tensor:
         for _ in range(steps):
@@ -303,7 +297,7 @@ def main() -> None:
             results[side].update(timing[side])
         diff = (torch.load(tmp / "ours.pt") - torch.load(tmp / "reference.pt")).abs().max().item()
     title = (
-        f"training/train.py optimisation step vs a plain-PyTorch step: {args.unet} U-Net, {args.size}x{args.size}, "
+        f"rsedit_core.train optimisation step vs a plain-PyTorch step: {args.unet} U-Net, {args.size}x{args.size}, "
         f"batch {args.batch}, Prodigy + clip + EMA, {args.device} {args.mixed_precision}, "
         f"{results['ours']['threads']} threads, median of {args.time_runs} alternating rounds of {args.steps} steps"
     )

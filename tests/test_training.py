@@ -275,7 +275,7 @@ def test_too_many_corrupt_images_abort(tiny_sd_dir, tmp_path, caplog):
         path = data / "images" / f"tile{i:03d}_post_disaster.png"
         path.write_bytes(path.read_bytes()[:200])
     args = _args(tiny_sd_dir, data, tmp_path / "out", "--train-batch-size", "4", "--max-train-steps", "40",
-                 "--checkpointing-steps", "100", "--resolution", "32")  # fmt: skip
+                 "--checkpointing-steps", "100")  # fmt: skip
     with caplog.at_level("WARNING"):
         assert _main(args) == 2
     assert "unreadable images (more than --max-corrupt-fraction 0.01)" in caplog.text
@@ -334,10 +334,11 @@ def test_fsdp_is_refused_with_the_reason():
     from accelerate.utils import DistributedType
 
     from rsedit_core.errors import InputError
+    from rsedit_core.train.preparation import refuse_unsupported
 
     with pytest.raises(InputError, match="FSDP is not supported: the EMA and the diffusers checkpoints"):
-        _script()._refuse_unsupported(SimpleNamespace(distributed_type=DistributedType.FSDP))
-    _script()._refuse_unsupported(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))
+        refuse_unsupported(SimpleNamespace(distributed_type=DistributedType.FSDP))
+    refuse_unsupported(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))
 
 
 def test_validation_scores_edits_with_the_damage_model(tiny_sd_dir, pairs, damage_checkpoint, tmp_path):
@@ -386,3 +387,28 @@ def test_every_flag_has_help_and_the_issue_flags_exist():
         0.05,
         "bf16",
     )
+
+
+def test_the_loop_lives_in_the_library_and_importing_it_stays_light():
+    """training/train.py is the thin launcher; ``import rsedit_core.train`` loads no accelerate or
+    torch, and no library module imports accelerate at module level."""
+    import ast
+
+    code = (
+        "import sys, rsedit_core.train as t\n"
+        "print(sorted(m for m in ('accelerate', 'torch', 'diffusers') if m in sys.modules))\n"
+        "from rsedit_core.train.loop import train\n"
+        "from rsedit_core.train.runner import StepRunner\n"
+        "print(t.train is train, t.StepRunner is StepRunner)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split("\n")[:2] == ["[]", "True True"], done.stderr
+    offenders = []
+    for path in (ROOT / "rsedit_core").rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "accelerate"]
+    assert not offenders
+    script = (ROOT / "training" / "train.py").read_text()
+    assert "def train(" not in script and "from rsedit_core.train import train" in script

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -13,15 +15,28 @@ import torch
 from ..backbones import BACKBONES, NAMES, get_backbone
 from ..defaults import MIN_SIZE
 from ..errors import InputError
+from .checkpoints import EDITOR_FOLDER
 
 PAPER_BATCH = 32
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
+# numpy's and Python's RNGs take 32-bit seeds; accelerate's set_seed adds the process index to it.
+MAX_SEED = 2**32 - 1
+# Integer flags and their smallest value; all are checked together, after parsing.
+INT_MINIMUMS = {
+    "resolution": MIN_SIZE,
+    "train_batch_size": 1,
+    "gradient_accumulation_steps": 1,
+    "max_train_steps": 1,
+    "checkpointing_steps": 1,
+    "checkpoints_total_limit": 1,
+    "logging_steps": 1,
+    "validation_pairs": 1,
+    "validation_steps": 1,
+    "validation_num_inference_steps": 1,
+    "dataloader_num_workers": 0,
+    "lr_warmup_steps": 0,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--resolution",
-        type=_positive,
+        type=int,
         default=512,
         help="Training size in pixels: images are resized (shorter side) and cropped to it.",
     )
@@ -103,14 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         "encoder is then moved off the accelerator for the run.",
     )
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--train-batch-size", type=_positive, default=4, help="Pairs per process per forward pass.")
+    opt.add_argument("--train-batch-size", type=int, default=4, help="Pairs per process per forward pass.")
     opt.add_argument(
         "--gradient-accumulation-steps",
-        type=_positive,
+        type=int,
         default=8,
         help="Forward passes per optimisation step (4 x 8 = the paper's batch 32 on one GPU).",
     )
-    opt.add_argument("--max-train-steps", type=_positive, default=30000, help="Optimisation steps to train for.")
+    opt.add_argument("--max-train-steps", type=int, default=30000, help="Optimisation steps to train for.")
     opt.add_argument(
         "--optimizer",
         choices=("prodigy", "adamw"),
@@ -164,10 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--output-dir", required=True, help="Run folder: checkpoints, logs, validation images, and the final editor."
     )
-    out.add_argument("--checkpointing-steps", type=_positive, default=500, help="Save a checkpoint every N steps.")
+    out.add_argument("--checkpointing-steps", type=int, default=500, help="Save a checkpoint every N steps.")
     out.add_argument(
         "--checkpoints-total-limit",
-        type=_positive,
+        type=int,
         default=3,
         help="Keep only the newest N checkpoints (an SD-1.5 checkpoint with EMA and Prodigy state is ~20 GB).",
     )
@@ -175,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         default=None,
         help="'latest' (a fresh start if there is none), a checkpoint-N name or a checkpoint path.",
+    )
+    out.add_argument(
+        "--resume-inexact",
+        action="store_true",
+        help="Resume even when a checkpoint's RNG state files are unreadable: those processes are reseeded, "
+        "so the run no longer matches an uninterrupted one (logged and recorded in later checkpoints).",
     )
     out.add_argument(
         "--export-weights", choices=("ema", "raw"), default="ema", help="Which weights the final editor folder gets."
@@ -185,16 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="tensorboard",
         help="Tracker for loss, learning rate, Prodigy's d, throughput and memory.",
     )
-    out.add_argument("--logging-steps", type=_positive, default=10, help="Throughput/memory logging interval.")
+    out.add_argument("--logging-steps", type=int, default=10, help="Throughput/memory logging interval.")
     out.add_argument(
         "--validation-data",
         default=None,
         help="Pairs to edit at each validation (same forms as --data; a 'mask' column gives "
         "ground-truth damage maps for F1).",
     )
-    out.add_argument("--validation-pairs", type=_positive, default=4, help="How many validation pairs to edit.")
-    out.add_argument("--validation-steps", type=_positive, default=500, help="Validate every N steps.")
-    out.add_argument("--validation-num-inference-steps", type=_positive, default=20, help="Sampling steps.")
+    out.add_argument("--validation-pairs", type=int, default=4, help="How many validation pairs to edit.")
+    out.add_argument("--validation-steps", type=int, default=500, help="Validate every N steps.")
+    out.add_argument("--validation-num-inference-steps", type=int, default=20, help="Sampling steps.")
     out.add_argument(
         "--damage-model",
         default=None,
@@ -203,9 +224,88 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_args(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill backbone- and optimizer-dependent defaults and refuse inconsistent settings."""
+def _number_problems(args: argparse.Namespace) -> list[str]:
+    """Every numeric flag out of its range (NaN and infinities included), in flag order."""
     problems = []
+    for dest, minimum in INT_MINIMUMS.items():
+        if getattr(args, dest) < minimum:
+            problems.append(f"--{dest.replace('_', '-')} must be an integer >= {minimum}, got {getattr(args, dest)}")
+    floats = {
+        "learning_rate": args.learning_rate,
+        "weight_decay": args.weight_decay,
+        "prodigy_d0": args.prodigy_d0,
+        "max_grad_norm": args.max_grad_norm,
+        "ema_decay": args.ema_decay,
+        "conditioning_dropout": args.conditioning_dropout,
+        "max_corrupt_fraction": args.max_corrupt_fraction,
+    }
+    finite = {}
+    for dest, value in floats.items():
+        if value is not None and not math.isfinite(value):
+            problems.append(f"--{dest.replace('_', '-')} must be a finite number, got {value}")
+        else:
+            finite[dest] = value
+    if args.betas is not None and not all(math.isfinite(b) and 0 <= b < 1 for b in args.betas):
+        problems.append(f"--betas {' '.join(map(str, args.betas))} must be two numbers each within [0, 1)")
+    ranges = (
+        ("learning_rate", lambda v: v > 0, "must be > 0"),
+        ("weight_decay", lambda v: v >= 0, "must be >= 0"),
+        ("prodigy_d0", lambda v: v > 0, "must be > 0"),
+        ("max_grad_norm", lambda v: v >= 0, "must be >= 0 (0 turns clipping off)"),
+        ("ema_decay", lambda v: 0 <= v < 1, "must be within [0, 1) (0 turns EMA off)"),
+        ("conditioning_dropout", lambda v: 0 <= v <= 1 / 3, "must be within 0..1/3 (3q <= 1)"),
+        ("max_corrupt_fraction", lambda v: 0 <= v <= 1, "must be within 0..1"),
+    )
+    for dest, ok, rule in ranges:
+        value = finite.get(dest)
+        if value is not None and not ok(value):
+            problems.append(f"--{dest.replace('_', '-')} {value} {rule}")
+    processes = max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+    if not 0 <= args.seed <= MAX_SEED - (processes - 1):
+        limit = "2**32-1" if processes == 1 else f"{MAX_SEED - processes + 1} (each process adds its index)"
+        problems.append(f"--seed {args.seed} must be within 0..{limit}: numpy's RNG takes 32-bit seeds")
+    return problems
+
+
+def _output_dir_problems(args: argparse.Namespace) -> list[str]:
+    """The run folder must be a writable folder of its own: never a file, never inside the base
+    model (checkpoints would mix with its weights), never the folder the base was loaded from."""
+    output = Path(args.output_dir).expanduser().absolute()
+    if output.exists() and not output.is_dir():
+        return [f"--output-dir {args.output_dir} is a file; give a folder"]
+    ancestor = output
+    while not ancestor.exists() and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return [f"--output-dir {args.output_dir}: {ancestor} is a file, not a folder"]
+    try:  # os.access says yes to root even on read-only mounts: try a folder there, as the run will
+        tempfile.TemporaryDirectory(prefix=".rsedit-write-check-", dir=ancestor).cleanup()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        return [f"--output-dir {args.output_dir}: cannot create folders in {ancestor} ({reason}); choose a folder "
+                "you can write to"]  # fmt: skip
+    base = Path(args.base).expanduser()
+    if not base.exists():
+        return []  # a hub id
+    base, resolved = base.resolve(), output.resolve()
+    if resolved == base or base in resolved.parents:
+        return [
+            f"--output-dir {args.output_dir} is inside the base model folder {base}: checkpoints and the "
+            "exported editor would mix with its weights; choose a folder outside it"
+        ]
+    export = resolved / EDITOR_FOLDER
+    if base == export or export in base.parents:
+        return [
+            f"--base {args.base} is this run's own export folder ({export}), which the run replaces when it "
+            "ends; copy it elsewhere first or choose another --output-dir"
+        ]
+    return []
+
+
+def check_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill backbone- and optimizer-dependent defaults and refuse every inconsistent or out-of-range
+    setting at once, in one message, before anything is loaded."""
+    problems = _number_problems(args)
     backbone = get_backbone(args.backbone)
     multiple = backbone.nominal_size_multiple
     if args.resolution % multiple:
@@ -214,27 +314,15 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
         )
     if args.text_encoder and not backbone.supports_text_encoder_swap:
         problems.append(f"--text-encoder applies to the U-Net only; the {backbone.display_name} keeps its own")
-    if not 0 <= args.conditioning_dropout <= 1 / 3:
-        problems.append(f"--conditioning-dropout {args.conditioning_dropout} must be within 0..1/3 (3q <= 1)")
-    if not 0 <= args.ema_decay < 1:
-        problems.append(f"--ema-decay {args.ema_decay} must be within [0, 1)")
-    if not 0 <= args.max_corrupt_fraction <= 1:
-        problems.append(f"--max-corrupt-fraction {args.max_corrupt_fraction} must be within 0..1")
-    if args.dataloader_num_workers < 0:
-        problems.append("--dataloader-num-workers must be >= 0")
-    if args.max_grad_norm < 0:
-        problems.append("--max-grad-norm must be >= 0")
     if args.mixed_precision == "fp16" and not torch.cuda.is_available():
         problems.append("--mixed-precision fp16 needs a CUDA GPU (CPU autocast lacks fp16 kernels); use bf16 or no")
-    if args.validation_data and args.resolution < MIN_SIZE:
-        problems.append(f"validation edits need --resolution >= {MIN_SIZE} (the editor's smallest input)")
     if args.damage_model and not args.validation_data:
         problems.append("--damage-model scores validation edits: give --validation-data too")
     if args.damage_model and not Path(args.damage_model).is_file():
         problems.append(f"--damage-model {args.damage_model} does not exist")
-    output = Path(args.output_dir)
-    if output.exists() and not output.is_dir():
-        problems.append(f"--output-dir {output} is a file")
+    if args.resume_inexact and not args.resume:
+        problems.append("--resume-inexact only applies together with --resume")
+    problems += _output_dir_problems(args)
     if problems:
         raise InputError("Invalid training arguments: " + "; ".join(problems) + ".")
     if args.learning_rate is None:
@@ -250,13 +338,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_settings(args: argparse.Namespace, editor, num_processes: int, report) -> dict:
-    """What a checkpoint records about its run (checked on resume, see ``checkpoints.MUST_MATCH``)."""
-    config = dict(editor.denoiser.config) if hasattr(editor.denoiser, "config") else {}
+    """What a checkpoint records about its run (checked on resume, see ``checkpoints.MUST_MATCH``).
+    Without an ``editor`` (before the model is loaded) the denoiser config is ``None``."""
+    denoiser = getattr(editor, "denoiser", None)
+    config = dict(denoiser.config) if hasattr(denoiser, "config") else {}
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     return {
         "backbone": args.backbone,
         "base": os.path.abspath(args.base) if os.path.exists(args.base) else str(args.base),
-        "denoiser_config": json.loads(json.dumps(config, default=list)),
+        "denoiser_config": None if editor is None else json.loads(json.dumps(config, default=list)),
         "optimizer": args.optimizer,
         "use_ema": args.ema_decay > 0,
         "text_encoder": None if args.text_encoder is None else os.path.abspath(args.text_encoder),
@@ -269,4 +359,7 @@ def run_settings(args: argparse.Namespace, editor, num_processes: int, report) -
         "num_processes": num_processes,
         "seed": args.seed,
         "data": hashlib.sha1(report.summary().encode()).hexdigest()[:12],
+        # Whether this run matches an uninterrupted one; a resume under --resume-inexact records itself here.
+        "exact": True,
+        "inexact_resumes": [],
     }

@@ -23,6 +23,8 @@ from ..errors import InputError, RSEditError
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "training_state.json"
+# The final editor goes beside the checkpoints in the run folder, so copying it never drags them along.
+EDITOR_FOLDER = "editor"
 PARTIAL_SUFFIX = ".partial"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
@@ -111,12 +113,13 @@ def set_aside_newer(output_dir: str | os.PathLike, step: int) -> list[Path]:
     return moved
 
 
-def check_compatible(saved: dict, current: dict, where: Path) -> list[str]:
+def check_compatible(saved: dict, current: dict, where: Path, skip: tuple[str, ...] = ()) -> list[str]:
     """Raise if ``saved`` (a checkpoint's run settings) cannot be resumed by ``current``; return
-    warnings for settings that differ but only change what comes next."""
+    warnings for settings that differ but only change what comes next. ``skip`` leaves out keys
+    not known yet (the denoiser config, before the model is loaded)."""
     differences = []
     for key in MUST_MATCH:
-        if saved.get(key) != current.get(key):
+        if key not in skip and saved.get(key) != current.get(key):
             differences.append(f"{key}: checkpoint {_short(saved.get(key))}, this run {_short(current.get(key))}")
     if differences:
         raise CheckpointError(
@@ -127,7 +130,7 @@ def check_compatible(saved: dict, current: dict, where: Path) -> list[str]:
         f"{key} differs (checkpoint {_short(saved.get(key))}, this run {_short(current.get(key))}): "
         "resuming, but the continuation will not match an uninterrupted run exactly"
         for key in SHOULD_MATCH
-        if saved.get(key) != current.get(key)
+        if key not in skip and saved.get(key) != current.get(key)
     ]
 
 

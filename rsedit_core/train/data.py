@@ -405,7 +405,8 @@ class EditPairDataset(Dataset):
             return {"pre": pre, "post": post, "caption": caption, "index": candidate, "skipped": skipped}
         raise InputError(
             f"{min(self.max_tries, n)} training pairs in a row from pair {index} could not be read; the last: {error} "
-            "Remove or replace the broken files, or rerun discovery with check_images=True."
+            "Remove or replace the broken files, or train without --skip-image-check (discovery then opens every "
+            "image and skips the unreadable ones before training)."
         )
 
     def _load(self, index: int) -> list[Image.Image]:

@@ -9,7 +9,7 @@ damage model assesses (pre, edit) and xView2 F1 is computed against the masks.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +115,24 @@ def load_validation_pairs(model: EditorModel, pairs: list, source, resolution: i
     scored = sum(p.damage_truth is not None for p in loaded)
     logger.info("Validation: %d pairs (%d with damage masks)", len(loaded), scored)
     return loaded
+
+
+def log_validation(accelerator, editor: EditorModel, pairs: list[ValidationPair], args, step: int, damage_model=None):
+    """Validate the editor of a running training (main process): edits saved under
+    ``OUT/validation/step-N/`` and sent to TensorBoard; returns the metrics to log. The global RNG
+    a resumed run restores is left as it was."""
+    from ..images import save_image
+
+    settings = EditSettings(steps=args.validation_num_inference_steps, seed=args.seed)
+    plain = replace(editor, denoiser=accelerator.unwrap_model(editor.denoiser))
+    with torch.random.fork_rng(devices=[accelerator.device] if accelerator.device.type == "cuda" else []):
+        result = run_validation(plain, pairs, settings, damage_model)
+    folder = Path(args.output_dir) / "validation" / f"step-{step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for pair, edit in zip(pairs, result.edits, strict=True):
+        save_image(edit[None], folder / f"{pair.name}.png")
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            images = result.edits.clamp(0, 1).numpy()
+            tracker.writer.add_images("validation", images, step, dataformats="NCHW")
+    return result.metrics
