@@ -6,13 +6,18 @@ import ast
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "rsedit_core"
 # Comparing a value with a backbone's registry name: `== "unet"`, `"dit" !=`, `in ("unet", "dit")`.
-NAME_COMPARISON = re.compile(r"""(==|!=)\s*["'](unet|dit)["']|["'](unet|dit)["']\s*(==|!=)|in\s*\(\s*["'](unet|dit)["']""")
+NAME_COMPARISON = re.compile(
+    r"""(==|!=)\s*["'](unet|dit)["']"""  # == "unet"
+    r"""|["'](unet|dit)["']\s*(==|!=)"""  # "dit" !=
+    r"""|in\s*\(\s*["'](unet|dit)["']"""  # in ("unet", "dit")
+)
 
 
 def _python_files(*folders: str) -> list[Path]:
