@@ -113,7 +113,7 @@ def make_ours(args, model_dir: Path, data: dict):
 
 
 def make_reference(args, model_dir: Path, data: dict):
-    """The step from REFERENCE §1/§3 in plain PyTorch: no accelerate, no rsedit_core."""
+    """The same training step in plain PyTorch, written out by hand: no accelerate, no rsedit_core."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from prodigyopt import Prodigy
     from transformers import CLIPTextModel, CLIPTokenizer

@@ -9,6 +9,7 @@ import folder_paths
 import numpy as np
 from comfy_api.latest import io, ui
 
+from ..rsedit_core import defaults
 from ..rsedit_core.damage import (
     assess,
     check_ground_truth,
@@ -175,11 +176,12 @@ class RSEditDamageAssessment(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "tile",
-                    default=1024,
-                    min=64,
+                    default=defaults.DAMAGE_TILE,
+                    min=defaults.DAMAGE_MIN_SIDE,
                     max=4096,
                     step=32,
-                    tooltip="Largest side run at once; larger scenes are tiled (1024 = the xView2 training tiles).",
+                    tooltip=f"Largest side run at once; larger scenes are tiled ({defaults.DAMAGE_TILE} = the xView2 "
+                    "training tiles).",
                 ),
             ],
             outputs=[
@@ -199,7 +201,7 @@ class RSEditDamageAssessment(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, damage_model, pre, post, ground_truth=None, ground_truth_mask=None, tile: int = 1024
+        cls, damage_model, pre, post, ground_truth=None, ground_truth_mask=None, tile: int = defaults.DAMAGE_TILE
     ) -> io.NodeOutput:
         # Everything checkable is checked before the model is moved to the GPU.
         check_tile(tile, option="tile")

@@ -21,7 +21,7 @@ from ..rsedit_core.preview import latents_to_preview
 from ..rsedit_core.schedulers import SCHEDULER_NAMES
 from ..rsedit_core.settings import EditSettings
 from ..rsedit_core.text import encode_text
-from .comfy_models import ComfyEditor, list_models, search_dirs
+from .comfy_models import ComfyEditor, list_models, preview_enabled, preview_size, search_dirs
 
 RSEditModel = io.Custom("RSEDIT_MODEL")
 RSEditText = io.Custom("RSEDIT_TEXT")
@@ -261,10 +261,12 @@ class RSEditSampler(io.ComfyNode):
         settings = settings.for_model(editor)  # checked before the models move to the GPU
         rsedit_model.load("denoiser", "vae")
         progress = comfy.utils.ProgressBar(steps)
+        previews, size = preview_enabled(), preview_size()  # the user's --preview-method / --preview-size
 
         def on_step(step: int, total: int, latents) -> None:
             mm.throw_exception_if_processing_interrupted()
-            progress.update_absolute(step, total, ("JPEG", latents_to_preview(editor, latents), 512))
+            preview = ("JPEG", latents_to_preview(editor, latents, size), size) if previews else None
+            progress.update_absolute(step, total, preview)
 
         result = run_edit(editor, conditioning, source, settings, on_step)
         latent = {"samples": (result.latents / editor.vae.config.scaling_factor).float().cpu()}

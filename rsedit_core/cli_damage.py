@@ -20,14 +20,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import defaults
 from .errors import InputError
 from .outputs import IMAGE_SUFFIXES, JSON_SUFFIXES, atomic_output, check_output_path, write_text_atomic
 
-# The keys of rsedit_core.devices.DTYPES and rsedit_core.damage.inference.MIN_TILE / DEFAULT_TILE,
-# named here so that building the parser needs no torch (a test keeps them equal).
-DTYPE_NAMES = ("fp32", "fp16", "bf16")
-TILE_FLOOR = 32
-DEFAULT_TILE = 1024
+# From defaults (no torch), so that building the parser stays light.
+DTYPE_NAMES = defaults.DTYPE_NAMES
+TILE_FLOOR = defaults.DAMAGE_MIN_SIDE
+DEFAULT_TILE = defaults.DAMAGE_TILE
 # A 0-4 class map must be stored losslessly: JPEG or WebP would change the class values.
 MAP_SUFFIXES = (".png", ".tif", ".tiff")
 CHECKPOINT_SUFFIXES = (".safetensors",)

@@ -31,6 +31,11 @@ SIZE_POLICY_HELP = {
 SIZE_POLICIES = tuple(SIZE_POLICY_HELP)
 
 DTYPE_NAMES = ("fp32", "fp16", "bf16")
+
+#: Damage assessment: the smallest scene side and tile (ChangeStar takes squares, multiples of 32,
+#: from 32 up), and the largest side run at once by default (the xView2 training tiles).
+DAMAGE_MIN_SIDE = 32
+DAMAGE_TILE = 1024
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda, cuda:N or mps"
 #: The smallest side a source may have: the VAE's 8x downsampling leaves too few latent pixels below it.
 MIN_SIZE = 64

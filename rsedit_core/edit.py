@@ -32,10 +32,12 @@ def decode(model: EditorModel, latents: torch.Tensor, geometry: Geometry | None 
     """Decode scaled latents to ``[N, 3, H, W]`` float32 in ``0..1``, one image at a time to
     bound memory, and undo the source's size policy."""
     scale = model.vae.config.scaling_factor
+    vae_device = next(model.vae.parameters()).device  # may differ from the denoiser's (--cpu-vae)
     images = []
     with out_of_memory_advice("decoding the edited latents"):
         for latent in latents.split(1):
-            decoded = model.vae.decode(latent.to(model.vae.dtype) / scale, return_dict=False)[0]
+            latent = latent.to(vae_device, model.vae.dtype)
+            decoded = model.vae.decode(latent / scale, return_dict=False)[0]
             images.append((decoded / 2 + 0.5).clamp(0, 1).float())
     output = torch.cat(images)
     return geometry.restore(output) if geometry is not None else output

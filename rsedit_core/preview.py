@@ -41,5 +41,8 @@ def latents_to_preview(model: EditorModel, latents: torch.Tensor, max_size: int 
     rgb = torch.einsum("oc,chw->ohw", weight, latent) + bias[:, None, None]
     array = ((rgb.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
     image = Image.fromarray(array)
+    if max(image.size) > max_size:  # a big scene's latent grid is already larger than the preview
+        image.thumbnail((max_size, max_size), Image.BILINEAR)
+        return image
     scale = max(1, min(model.vae_scale_factor, max_size // max(image.size)))
     return image.resize((image.width * scale, image.height * scale), Image.BILINEAR)

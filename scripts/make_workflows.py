@@ -390,7 +390,7 @@ def assessment() -> Graph:
     scene = next(n["id"] for n in g.nodes if n["type"] == "LoadImage")
     for row, with_truth in ((1.6, False), (3.2, True)):
         title = "Assessment with ground truth (F1)" if with_truth else "Assessment (no ground truth)"
-        node = g.add("RSEditDamageAssessment", [1024], 3, row, title=title)
+        node = g.add("RSEditDamageAssessment", [defaults.DAMAGE_TILE], 3, row, title=title)
         g.link(damage, 0, node, "damage_model")
         g.link(scene, 0, node, "pre")
         g.link(sampler, 0, node, "post")

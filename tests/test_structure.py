@@ -150,3 +150,17 @@ def test_tests_never_read_the_shared_folder():
     pattern = re.compile(r"""\.\.["']?\s*/\s*["']?shared|["']shared["']""")
     offenders = [str(p.relative_to(ROOT)) for p in _python_files("tests") if pattern.search(p.read_text())]
     assert not offenders, offenders
+
+
+def test_tests_mirror_the_repository_layout():
+    """tests/rsedit_core/damage/test_x.py tests rsedit_core/damage/, and so on; tests about the repo
+    as a whole (structure, packaging, the ComfyUI double) sit at the top. Basenames stay unique, as
+    pytest's default import mode needs for folders without __init__.py."""
+    tests = ROOT / "tests"
+    modules = sorted(tests.rglob("test_*.py"))
+    folders = {p.parent.relative_to(tests) for p in modules} - {Path(".")}
+    assert all((ROOT / folder).is_dir() for folder in folders), [str(f) for f in folders if not (ROOT / f).is_dir()]
+    names = [p.name for p in modules]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    at_top = {p.name for p in modules if p.parent == tests}
+    assert at_top <= {"test_structure.py", "test_package.py", "test_comfy_double.py"}, at_top

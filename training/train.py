@@ -3,7 +3,7 @@
     accelerate launch training/train.py --backbone unet --base stable-diffusion-v1-5/stable-diffusion-v1-5 \\
         --text-encoder LRSCLIP_ViT-L-14.pt --data /data/RSCC --output-dir runs/rsedit-unet
 
-The defaults are the paper's recipe (REFERENCE §3): Prodigy (lr 1.0, betas 0.9/0.99, weight
+The defaults are the paper's training recipe: Prodigy (lr 1.0, betas 0.9/0.99, weight
 decay 0.01, d0 1e-5, safeguard warm-up, bias correction), constant schedule, grad-norm clip 1.0,
 EMA 0.9999, conditioning dropout 0.05, bf16, global batch 32, 30k steps. This script only parses
 the flags, sets up logging and calls the library's loop (``rsedit_core.train``: prepare, restore,

@@ -15,16 +15,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..defaults import DAMAGE_MIN_SIDE, DAMAGE_TILE
 from ..errors import InputError, OutOfMemoryError
 from .metrics import DAMAGE_CLASS_NAMES as CLASS_NAMES
 from .model import CHANGE_CLASSES, SIZE_MULTIPLE, ChangeStar1x256, normalize_pair
 
 # Map colours: green, yellow, orange, red for no / minor / major / destroyed (background black).
 CLASS_COLOURS = ((0, 0, 0), (46, 204, 64), (255, 220, 0), (255, 133, 27), (220, 20, 60))
-MIN_SIDE = 32
+MIN_SIDE = DAMAGE_MIN_SIDE
 # The tiler's floor: the model takes square inputs whose side is a multiple of 32, from 32 up.
 MIN_TILE = MIN_SIDE
-DEFAULT_TILE = 1024
+DEFAULT_TILE = DAMAGE_TILE
 MAX_OVERLAP = 128
 
 

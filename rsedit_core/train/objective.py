@@ -1,4 +1,4 @@
-"""The RSEdit training objective (REFERENCE §3), shared by both backbones.
+"""The RSEdit training objective, shared by both backbones.
 
 DDPM noise at timesteps drawn uniformly from ``[0, num_train_timesteps)``; the target is the noise
 (epsilon models) or the velocity (v-prediction), as the scheduler config says. Conditioning

@@ -159,7 +159,7 @@ def test_convert_damage_model(damage_checkpoint, tmp_path):
 def _crafted_split(folder, samples=2, post_size=None):
     """Samples of the crafted scene of test_damage_localisation (F1_loc 0.8 on the building output,
     8/13 on damage > 0); `post_size` makes the last sample's post image another size."""
-    from test_damage_localisation import crafted_images, crafted_maps
+    from crafted_damage import crafted_images, crafted_maps
 
     pre, post = crafted_images()
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -187,7 +187,7 @@ def _crafted_split(folder, samples=2, post_size=None):
 @pytest.fixture
 def crafted_model(monkeypatch):
     """`rsedit` commands run the CraftedModel double instead of loading the checkpoint."""
-    from test_damage_localisation import CraftedModel
+    from crafted_damage import CraftedModel
 
     import rsedit_core.cli_damage as cli_damage
 
@@ -213,7 +213,7 @@ def no_model(monkeypatch):
 
 
 def test_evaluate_scores_localisation_on_the_building_output(damage_checkpoint, tmp_path, crafted_model, capsys):
-    from test_damage_localisation import F1_DAM, F1_LOC, SCORE
+    from crafted_damage import F1_DAM, F1_LOC, SCORE
 
     split = _crafted_split(tmp_path)
     out = tmp_path / "m.json"
@@ -232,7 +232,7 @@ def test_evaluate_scores_localisation_on_the_building_output(damage_checkpoint, 
 
 
 def test_assess_scores_localisation_on_the_building_output(damage_checkpoint, tmp_path, crafted_model, capsys):
-    from test_damage_localisation import F1_LOC, crafted_maps
+    from crafted_damage import F1_LOC, crafted_maps
 
     split = _crafted_split(tmp_path, samples=1)
     images = split.parent / "images"
@@ -257,7 +257,7 @@ def test_evaluate_matches_torchange_on_random_changestar(damage_checkpoint, spli
     `rsedit evaluate` JSON equals torchange's evaluator fed with the building output."""
     import torch
     from conftest import oracle_python
-    from test_damage_localisation import run_oracle
+    from crafted_damage import run_oracle
 
     oracle_python()
     out = tmp_path / "m.json"
@@ -486,7 +486,7 @@ def test_evaluate_refuses_bad_json_paths(damage_checkpoint, split, tmp_path, cap
 def test_evaluate_refuses_size_mismatched_posts_unless_resize_is_asked(
     damage_checkpoint, tmp_path, crafted_model, capsys
 ):
-    from test_damage_localisation import F1_LOC
+    from crafted_damage import F1_LOC
 
     split = _crafted_split(tmp_path, samples=3, post_size=(96, 64))
     mask = np.zeros((48, 48), np.uint8)

@@ -104,14 +104,37 @@ def test_graph_matches_core_and_outputs_native_types(comfy, scene, tiny_editor):
     assert result.ui["2"] == {"text": [f"instruction: {tokens}/246 tokens"]}
 
 
-def test_progress_ticks_each_step_with_preview(comfy, scene):
+def test_progress_ticks_each_step_with_preview(comfy, scene, monkeypatch):
+    from comfy.cli_args import LatentPreviewMethod, args
     from comfy_double.runner import progress_events
 
+    monkeypatch.setattr(args, "preview_method", LatentPreviewMethod.Auto)
     run(comfy, scene, steps=4)
     sampler_events = [e for e in progress_events if e.node_id == "5"]
     assert [(e.value, e.total) for e in sampler_events] == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    kind, preview, _ = sampler_events[-1].preview
-    assert kind == "JPEG" and preview.size == (96, 64)
+    kind, preview, size = sampler_events[-1].preview
+    assert kind == "JPEG" and preview.size == (96, 64) and size == 512
+
+
+def test_previews_follow_the_users_preview_setting(comfy, scene, monkeypatch):
+    """ComfyUI's default (--preview-method none) sends no previews; --preview-size caps them."""
+    from comfy.cli_args import LatentPreviewMethod, args
+    from comfy_double.runner import progress_events
+
+    run(comfy, scene, steps=2)
+    events = [e for e in progress_events if e.node_id == "5"]
+    assert [e.value for e in events] == [1, 2] and all(e.preview is None for e in events)
+    progress_events.clear()
+    monkeypatch.setattr(args, "preview_method", LatentPreviewMethod.Latent2RGB)
+    monkeypatch.setattr(args, "preview_size", 48)
+    run(comfy, scene, steps=2)
+    kind, preview, size = [e for e in progress_events if e.node_id == "5"][-1].preview
+    assert size == 48 and max(preview.size) <= 48
+    progress_events.clear()
+    monkeypatch.setattr(args, "preview_size", 8)  # smaller than the latent grid (12 x 8)
+    run(comfy, scene, steps=1)
+    _, preview, _ = [e for e in progress_events if e.node_id == "5"][-1].preview
+    assert max(preview.size) == 8
 
 
 def test_models_are_handed_to_comfy_memory_management(comfy, scene):

@@ -70,12 +70,12 @@ def test_backbone_mismatch_says_which_kind_was_found(tiny_sd_dir, tiny_dit_dir):
 
 
 def test_text_encoder_swap_sets_248_tokens_and_checks_width(tiny_sd_dir, tmp_path):
-    from test_text import _openai_state
+    from longclip_state import openai_state
 
-    torch.save(_openai_state(), tmp_path / "LRSCLIP_ViT-L-14.pt")
+    torch.save(openai_state(), tmp_path / "LRSCLIP_ViT-L-14.pt")
     editor = load_trainable(tiny_sd_dir, "unet", text_encoder=tmp_path / "LRSCLIP_ViT-L-14.pt").editor
     assert editor.text_max_length == 248 and editor.tokenizer.model_max_length == 248
-    torch.save(_openai_state(width=64), tmp_path / "wide.pt")
+    torch.save(openai_state(width=64), tmp_path / "wide.pt")
     with pytest.raises(ModelFormatError, match="64-wide but the U-Net expects 32-wide"):
         load_trainable(tiny_sd_dir, "unet", text_encoder=tmp_path / "wide.pt")
 
@@ -104,7 +104,7 @@ def test_v_prediction_target_is_the_velocity():
 
 
 def _manual_loss(model, scheduler, target, source, embeds, empty, dropout, seed, kind, mask=None, empty_mask=None):
-    """The objective written out from REFERENCE §1/§3, drawing the same random numbers in the same order."""
+    """The objective written out by hand (noise, timesteps, dropout, target), same random draws, same order."""
     torch.manual_seed(seed)
     noise = torch.randn_like(target)
     t = torch.randint(0, 1000, (target.shape[0],)).long()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_pairs
-from test_training import _args, _main, _same_checkpoint
+from train_script import run_script, same_checkpoint, script_args
 
 from rsedit_core.errors import InputError
 from rsedit_core.train.args import parse_args
@@ -132,7 +132,7 @@ def finished_run(tiny_sd_dir, tmp_path_factory):
     """Three steps, a checkpoint after each (checkpoint-1 to -3), with EMA and Prodigy state."""
     data = write_pairs(tmp_path_factory.mktemp("bad-resume-data"), count=4)
     out = tmp_path_factory.mktemp("bad-resume") / "run"
-    assert _main(_args(tiny_sd_dir, data, out, "--max-train-steps", "3", "--checkpointing-steps", "1")) == 0
+    assert run_script(script_args(tiny_sd_dir, data, out, "--max-train-steps", "3", "--checkpointing-steps", "1")) == 0
     return data, out
 
 
@@ -243,7 +243,7 @@ def test_a_damaged_checkpoint_stops_the_run_before_any_model_loads(tiny_sd_dir, 
     data, out = run_copy
     (out / "checkpoint-3" / "training_state.json").write_text("{not json")
     with caplog.at_level("INFO"):
-        assert _main(_args(tiny_sd_dir, data, out, "--max-train-steps", "4", "--resume", "latest")) == 2
+        assert run_script(script_args(tiny_sd_dir, data, out, "--max-train-steps", "4", "--resume", "latest")) == 2
     assert "training_state.json is not readable JSON" in caplog.text and "--resume checkpoint-2" in caplog.text
     assert "Loaded RSEdit" not in caplog.text
 
@@ -251,8 +251,8 @@ def test_a_damaged_checkpoint_stops_the_run_before_any_model_loads(tiny_sd_dir, 
 def test_an_incompatible_checkpoint_is_refused_before_any_model_loads(tiny_sd_dir, run_copy, caplog):
     data, out = run_copy
     with caplog.at_level("INFO"):
-        again = _args(tiny_sd_dir, data, out, "--max-train-steps", "4", "--resume", "latest", "--ema-decay", "0")
-        assert _main(again) == 2
+        again = script_args(tiny_sd_dir, data, out, "--max-train-steps", "4", "--resume", "latest", "--ema-decay", "0")
+        assert run_script(again) == 2
     assert "use_ema: checkpoint True, this run False" in caplog.text and "Loaded RSEdit" not in caplog.text
 
 
@@ -260,18 +260,18 @@ def test_an_inexact_resume_continues_warns_and_is_recorded(tiny_sd_dir, run_copy
     data, out = run_copy
     assert json.loads((out / "checkpoint-2" / "training_state.json").read_text())["exact"] is True
     _truncate(out / "checkpoint-2" / "random_states_0.pkl")
-    args = _args(tiny_sd_dir, data, out, "--max-train-steps", "3", "--resume", "checkpoint-2")
-    assert _main(args) == 2
+    args = script_args(tiny_sd_dir, data, out, "--max-train-steps", "3", "--resume", "checkpoint-2")
+    assert run_script(args) == 2
     assert "random_states_0.pkl is unreadable" in caplog.text and "--resume-inexact" in caplog.text
     caplog.clear()
     with caplog.at_level("INFO"):
-        assert _main([*args, "--resume-inexact"]) == 0
+        assert run_script([*args, "--resume-inexact"]) == 0
     assert "INEXACTLY (--resume-inexact)" in caplog.text and "no longer matches an uninterrupted one" in caplog.text
     state = json.loads((out / "checkpoint-3" / "training_state.json").read_text())
     assert state["exact"] is False and [r["checkpoint"] for r in state["inexact_resumes"]] == ["checkpoint-2"]
     assert "random_states_0.pkl is unreadable" in state["inexact_resumes"][0]["problems"][0]
     # A later, whole resume does not make the run exact again.
-    assert _main(_args(tiny_sd_dir, data, out, "--max-train-steps", "4", "--resume", "latest")) == 0
+    assert run_script(script_args(tiny_sd_dir, data, out, "--max-train-steps", "4", "--resume", "latest")) == 0
     state = json.loads((out / "checkpoint-4" / "training_state.json").read_text())
     assert state["exact"] is False and len(state["inexact_resumes"]) == 1
 
@@ -291,16 +291,19 @@ def test_rng_states_accelerate_leaves_unrestored_are_applied_and_the_resume_stay
     data, out = run_copy
     shutil.rmtree(out / "checkpoint-3")
     with caplog.at_level("INFO"):
-        assert _main(_args(tiny_sd_dir, data, out, "--max-train-steps", "3", "--resume", "latest")) == 0
+        assert run_script(script_args(tiny_sd_dir, data, out, "--max-train-steps", "3", "--resume", "latest")) == 0
     assert "accelerate left the RNG states of process 0 unrestored" in caplog.text
-    _same_checkpoint(finished_run[1] / "checkpoint-3", out / "checkpoint-3")
+    same_checkpoint(finished_run[1] / "checkpoint-3", out / "checkpoint-3")
     state = json.loads((out / "checkpoint-3" / "training_state.json").read_text())
     assert (state["exact"], state["inexact_resumes"]) == (True, [])
 
 
 def test_a_resume_with_changed_settings_is_recorded_as_not_exact(tiny_sd_dir, run_copy, caplog):
     data, out = run_copy
-    assert _main(_args(tiny_sd_dir, data, out, "--max-train-steps", "4", "--resume", "latest", "--seed", "7")) == 0
+    assert (
+        run_script(script_args(tiny_sd_dir, data, out, "--max-train-steps", "4", "--resume", "latest", "--seed", "7"))
+        == 0
+    )
     assert "seed differs (checkpoint 42, this run 7)" in caplog.text
     state = json.loads((out / "checkpoint-4" / "training_state.json").read_text())
     assert state["exact"] is False and state["inexact_resumes"][0]["checkpoint"] == "checkpoint-3"
@@ -315,8 +318,8 @@ def test_an_error_in_a_data_loader_worker_reads_as_the_original_message(tiny_sd_
     data = write_pairs(tmp_path / "data", count=2)
     for i in range(2):
         _truncate(data / "images" / f"tile{i:03d}_post_disaster.png", 200)
-    args = _args(tiny_sd_dir, data, tmp_path / "out", "--skip-image-check", "--dataloader-num-workers", "1")
-    assert _main(args) == 2
+    args = script_args(tiny_sd_dir, data, tmp_path / "out", "--skip-image-check", "--dataloader-num-workers", "1")
+    assert run_script(args) == 2
     (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert error.startswith("2 training pairs in a row from pair ") and "could not be read" in error
     assert "tile00" in error and "train without --skip-image-check" in error

@@ -64,7 +64,7 @@ def test_valid_graph_runs_to_history(empty_comfyui):
     assert len(images) == 2 and all(image["type"] == "temp" for image in images)
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL = "RSEdit-UNet-tiny/DGTRS-CLIP-ViT-L-14"
 DIT = "RSEdit-DiT-tiny"
 

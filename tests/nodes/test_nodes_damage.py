@@ -98,7 +98,7 @@ class _Crafted:
     """The CraftedModel double of test_damage_localisation, in the loader output's shape."""
 
     def __init__(self):
-        from test_damage_localisation import CraftedModel
+        from crafted_damage import CraftedModel
 
         self.model = CraftedModel()
 
@@ -113,7 +113,7 @@ def _execute(nodes, damage_model, pre, post, **extra):
 
 
 def test_report_scores_localisation_on_the_building_output(nodes):
-    from test_damage_localisation import crafted_images, crafted_maps
+    from crafted_damage import crafted_images, crafted_maps
 
     pre, post = (torch.from_numpy(a).float().div(255)[None] for a in crafted_images())
     truth = torch.from_numpy(crafted_maps()["gt"]).float().div(255)[None, ..., None].repeat(1, 1, 1, 3)

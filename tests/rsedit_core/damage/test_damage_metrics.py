@@ -21,7 +21,7 @@ from conftest import oracle_python
 from rsedit_core.damage.metrics import DamageMetrics, damage_scores
 from rsedit_core.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SMOOTHING_TOL = 1e-6
 PARITY_TOL = 1e-9
 NAMES = ("no-damage", "minor-damage", "major-damage", "destroyed")

@@ -20,7 +20,7 @@ from rsedit_core.damage import ChangeStar1x256, convert_checkpoint, load_damage_
 from rsedit_core.damage.checkpoint import expected_shapes
 from rsedit_core.errors import InputError, ModelFormatError, ModelNotFoundError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 # Every key and shape of the published checkpoint (321 tensors), checked against torchange 0.0.4.
 REFERENCE_KEYS = ROOT / "tests" / "data" / "changestar1x256_vitb_s1c5_keys.txt"
 PARITY_SIZES = (256, 512)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,43 +13,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, write_pairs
-from safetensors.torch import load_file
+from train_script import run_script, same_checkpoint, script_args, weights
 
 from rsedit_core.edit import edit_images
 from rsedit_core.loading import load_editor
 from rsedit_core.settings import EditSettings
-
-
-def _script():
-    name = "rsedit_train_script"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "training" / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def _main(argv: list[str]) -> int:
-    """Run the script in this process, as a fresh process would (accelerate keeps global state)."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    return _script().main(argv)
-
-
-def _args(base, data, out, *extra, backbone="unet"):
-    return [
-        "--backbone", backbone, "--base", str(base), "--data", str(data), "--output-dir", str(out),
-        "--resolution", "64", "--train-batch-size", "2", "--gradient-accumulation-steps", "1",
-        "--mixed-precision", "no", "--dataloader-num-workers", "0", "--report-to", "none",
-        *extra,
-    ]  # fmt: skip
-
-
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return load_file(next(folder.glob("*.safetensors")))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +31,7 @@ def test_unet_from_text_to_image_base_trains_logs_and_exports(tiny_sd_dir, pairs
              "--logging-steps", "1", "--validation-data", str(pairs), "--validation-pairs", "2",
              "--validation-steps", "2", "--validation-num-inference-steps", "2"]  # fmt: skip
     with caplog.at_level("INFO"):
-        assert _main(_args(tiny_sd_dir, pairs, out, *extra)) == 0
+        assert run_script(script_args(tiny_sd_dir, pairs, out, *extra)) == 0
     assert "conv_in widened 4 -> 8" in caplog.text and "4 used; skipped 1 listed as test pairs" in caplog.text
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     state = json.loads((out / "checkpoint-2" / "training_state.json").read_text())
@@ -84,8 +51,8 @@ def test_unet_from_text_to_image_base_trains_logs_and_exports(tiny_sd_dir, pairs
     # The export is an editor as released: the library, the CLI and the ComfyUI loader read it as is.
     model = load_editor(out)
     assert model.backbone.name == "unet" and model.denoiser.config.in_channels == 8
-    ema = _weights(out / "checkpoint-3" / "unet_ema")
-    assert torch.equal(_weights(out / "editor" / "unet")["conv_in.weight"], ema["conv_in.weight"])
+    ema = weights(out / "checkpoint-3" / "unet_ema")
+    assert torch.equal(weights(out / "editor" / "unet")["conv_in.weight"], ema["conv_in.weight"])
     assert model.root == out / "editor"
     result = edit_images(model, torch.rand(1, 3, 64, 64), "flood the coast", settings=EditSettings(steps=2))
     assert result.images.shape == (1, 3, 64, 64) and torch.isfinite(result.images).all()
@@ -108,7 +75,7 @@ def test_editor_base_is_continued_and_its_export_loads_in_the_comfyui_loader(
 
     out = tmp_path / "models" / "rsedit" / "my-finetune"
     with caplog.at_level("INFO"):
-        assert _main(_args(tiny_editor_dir, pairs, out, "--max-train-steps", "1")) == 0
+        assert run_script(script_args(tiny_editor_dir, pairs, out, "--max-train-steps", "1")) == 0
     assert "already takes 8 channels: continuing from this editor, not widening again" in caplog.text
     reset_comfy_double()
     folder_paths.models_dir = str(tmp_path / "models")
@@ -120,13 +87,7 @@ def test_editor_base_is_continued_and_its_export_loads_in_the_comfyui_loader(
     assert model.model.backbone.name == "unet" and model.model.text_max_length == 248
 
 
-def _same_checkpoint(a: Path, b: Path, folder: str = "unet") -> None:
-    for part in (folder, f"{folder}_ema"):
-        x, y = _weights(a / part), _weights(b / part)
-        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), part
-
-
-def test_resumed_run_reaches_the_uninterrupted_weights(tiny_sd_dir, tmp_path_factory):
+def test_resumed_run_reaches_the_uninterruptedweights(tiny_sd_dir, tmp_path_factory):
     """5 pairs, batch 1, accumulation 2: steps end after batches 2, 4 and 5 of each epoch. Stopped
     at step 4 (epoch 1, batch 2: mid-epoch, after the first) and resumed to step 6: the same model
     and EMA, bit for bit, as a run that never stopped, with data workers. The uninterrupted run
@@ -137,12 +98,14 @@ def test_resumed_run_reaches_the_uninterrupted_weights(tiny_sd_dir, tmp_path_fac
     validating = ["--validation-data", str(data), "--validation-pairs", "1", "--validation-steps", "1",
                   "--validation-num-inference-steps", "1"]  # fmt: skip
     whole, parts = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("parts")
-    assert _main(_args(tiny_sd_dir, data, whole, *common, *validating, "--max-train-steps", "6")) == 0
-    assert _main(_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "4")) == 0
+    assert run_script(script_args(tiny_sd_dir, data, whole, *common, *validating, "--max-train-steps", "6")) == 0
+    assert run_script(script_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "4")) == 0
     state = json.loads((parts / "checkpoint-4" / "training_state.json").read_text())
     assert (state["epoch"], state["batches_into_epoch"]) == (1, 2)
-    assert _main(_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "6", "--resume", "latest")) == 0
-    _same_checkpoint(whole / "checkpoint-6", parts / "checkpoint-6")
+    assert (
+        run_script(script_args(tiny_sd_dir, data, parts, *common, "--max-train-steps", "6", "--resume", "latest")) == 0
+    )
+    same_checkpoint(whole / "checkpoint-6", parts / "checkpoint-6")
     base = load_editor(whole).denoiser.conv_in.weight
     assert not torch.equal(base[:, 4:], torch.zeros_like(base[:, 4:])), "the source channels did not train"
 
@@ -164,18 +127,18 @@ def test_two_processes_train_save_once_and_resume_exactly(tiny_sd_dir, pairs, tm
     Stopped at step 3 (epoch 1, mid-epoch) and resumed to 5, as a run that never stopped."""
     common = ["--train-batch-size", "1", "--checkpointing-steps", "1", "--random-flip"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    log = _launch_two(_args(tiny_sd_dir, pairs, whole, *common, "--max-train-steps", "5"), whole)
+    log = _launch_two(script_args(tiny_sd_dir, pairs, whole, *common, "--max-train-steps", "5"), whole)
     assert "1 per process x 2 processes" in log
     assert log.count("Training the U-Net") == 1, "non-main processes should not repeat the run's log"
     files = {p.name for p in (whole / "checkpoint-5").iterdir()}
     assert {"random_states_0.pkl", "random_states_1.pkl", "unet", "unet_ema", "optimizer.bin"} <= files
     assert sorted(p.name for p in whole.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4", "checkpoint-5"]
     assert not list(whole.glob("*.partial")) and load_editor(whole).backbone.name == "unet"
-    _launch_two(_args(tiny_sd_dir, pairs, parts, *common, "--max-train-steps", "3"), parts)
+    _launch_two(script_args(tiny_sd_dir, pairs, parts, *common, "--max-train-steps", "3"), parts)
     state = json.loads((parts / "checkpoint-3" / "training_state.json").read_text())
     assert (state["epoch"], state["batches_into_epoch"]) == (1, 1)
-    _launch_two(_args(tiny_sd_dir, pairs, parts, *common, "--max-train-steps", "5", "--resume", "latest"), parts)
-    _same_checkpoint(whole / "checkpoint-5", parts / "checkpoint-5")
+    _launch_two(script_args(tiny_sd_dir, pairs, parts, *common, "--max-train-steps", "5", "--resume", "latest"), parts)
+    same_checkpoint(whole / "checkpoint-5", parts / "checkpoint-5")
 
 
 def test_dit_trains_in_bf16_with_cached_text_and_exports(tiny_dit_dir, pairs, tmp_path):
@@ -184,11 +147,11 @@ def test_dit_trains_in_bf16_with_cached_text_and_exports(tiny_dit_dir, pairs, tm
     # bf16 autocast with the frozen VAE and T5 in bf16: the cache then holds bf16 rows.
     extra = ["--max-train-steps", "2", "--checkpointing-steps", "2", "--text-embeddings-cache", str(cache),
              "--mixed-precision", "bf16"]  # fmt: skip
-    assert _main(_args(tiny_dit_dir, pairs, out, *extra, backbone="dit")) == 0
+    assert run_script(script_args(tiny_dit_dir, pairs, out, *extra, backbone="dit")) == 0
     assert (cache / "index.json").is_file() and (out / "checkpoint-2" / "transformer_ema").is_dir()
     assert len(json.loads((cache / "index.json").read_text())["entries"]) == 5  # 4 captions + the empty one
     assert json.loads((cache / "index.json").read_text())["identity"]["dtype"] == "torch.bfloat16"
-    exported = _weights(out / "editor" / "vae")  # the base's own fp32 files, not the bf16 copy
+    exported = weights(out / "editor" / "vae")  # the base's own fp32 files, not the bf16 copy
     assert all(v.dtype == torch.float32 for v in exported.values())
     model = load_editor(out)
     assert model.backbone.name == "dit" and model.scheduler_config["_class_name"] == "DPMSolverMultistepScheduler"
@@ -220,15 +183,17 @@ def test_unusable_dataset_stops_with_counts_before_loading_a_model(tiny_sd_dir, 
     lines[2] = json.dumps(record)
     (data / "RSCC_qvq.jsonl").write_text("\n".join(lines))
     with caplog.at_level("INFO"):
-        assert _main(_args(tiny_sd_dir, data, tmp_path / "out")) == 2
+        assert run_script(script_args(tiny_sd_dir, data, tmp_path / "out")) == 2
     assert "3 records, 0 used" in caplog.text and "1 with a missing image file" in caplog.text
     assert "1 without a caption" in caplog.text and "1 with pre and post of different sizes" in caplog.text
     assert "Loaded RSEdit" not in caplog.text
 
 
 def test_arguments_are_checked_after_parsing(tiny_dit_dir, pairs, tmp_path, caplog):
-    args = _args(tiny_dit_dir, pairs, tmp_path / "out", "--resolution", "72", "--text-encoder", "x.pt", backbone="dit")
-    assert _main(args) == 2
+    args = script_args(
+        tiny_dit_dir, pairs, tmp_path / "out", "--resolution", "72", "--text-encoder", "x.pt", backbone="dit"
+    )
+    assert run_script(args) == 2
     assert (
         "--resolution 72 must be a multiple of 16" in caplog.text
         and "--text-encoder applies to the U-Net" in caplog.text
@@ -237,9 +202,9 @@ def test_arguments_are_checked_after_parsing(tiny_dit_dir, pairs, tmp_path, capl
 
 def test_resuming_an_incompatible_checkpoint_says_what_differs(tiny_sd_dir, pairs, tmp_path, caplog):
     out = tmp_path / "run"
-    assert _main(_args(tiny_sd_dir, pairs, out, "--max-train-steps", "1")) == 0
-    again = _args(tiny_sd_dir, pairs, out, "--max-train-steps", "2", "--resume", "latest", "--optimizer", "adamw")
-    assert _main(again) == 2
+    assert run_script(script_args(tiny_sd_dir, pairs, out, "--max-train-steps", "1")) == 0
+    again = script_args(tiny_sd_dir, pairs, out, "--max-train-steps", "2", "--resume", "latest", "--optimizer", "adamw")
+    assert run_script(again) == 2
     assert "optimizer: checkpoint 'prodigy', this run 'adamw'" in caplog.text
 
 
@@ -256,16 +221,16 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(tiny_sd_dir, pair
             raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file")
 
     monkeypatch.setattr(Accelerator, "save_state", fills_up)
-    args = _args(tiny_sd_dir, pairs, out, "--max-train-steps", "2", "--checkpointing-steps", "1")
-    assert _main(args) == 2
+    args = script_args(tiny_sd_dir, pairs, out, "--max-train-steps", "2", "--checkpointing-steps", "1")
+    assert run_script(args) == 2
     assert "PytorchStreamWriter failed" in caplog.text and "checkpoint-1 is untouched and loadable" in caplog.text
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
     monkeypatch.setattr(Accelerator, "save_state", real_save)
-    assert _main([*args, "--resume", "latest"]) == 0
+    assert run_script([*args, "--resume", "latest"]) == 0
     assert (out / "checkpoint-2").is_dir() and load_editor(out).backbone.name == "unet"
     caplog.clear()
     with caplog.at_level("INFO"):
-        assert _main([*args, "--resume", "latest"]) == 0
+        assert run_script([*args, "--resume", "latest"]) == 0
     assert "Already at step 2 of --max-train-steps 2: nothing to train" in caplog.text
 
 
@@ -274,10 +239,10 @@ def test_too_many_corrupt_images_abort(tiny_sd_dir, tmp_path, caplog):
     for i in range(4):
         path = data / "images" / f"tile{i:03d}_post_disaster.png"
         path.write_bytes(path.read_bytes()[:200])
-    args = _args(tiny_sd_dir, data, tmp_path / "out", "--train-batch-size", "4", "--max-train-steps", "40",
+    args = script_args(tiny_sd_dir, data, tmp_path / "out", "--train-batch-size", "4", "--max-train-steps", "40",
                  "--checkpointing-steps", "100")  # fmt: skip
     with caplog.at_level("WARNING"):
-        assert _main(args) == 2
+        assert run_script(args) == 2
     assert "unreadable images (more than --max-corrupt-fraction 0.01)" in caplog.text
     assert "tile00" in caplog.text and not (tmp_path / "out" / "model_index.json").exists()
     shutil.rmtree(tmp_path / "out")
@@ -301,10 +266,10 @@ def test_hf_dataset_with_adamw_bf16_and_gradient_checkpointing(tiny_sd_dir, pair
     datasets.Dataset.from_dict(table, features=features).save_to_disk(str(tmp_path / "hf"))
     out = tmp_path / "run"
     extra = ["--optimizer", "adamw", "--mixed-precision", "bf16", "--gradient-checkpointing", "--max-train-steps", "2"]
-    assert _main(_args(tiny_sd_dir, tmp_path / "hf", out, *extra)) == 0
+    assert run_script(script_args(tiny_sd_dir, tmp_path / "hf", out, *extra)) == 0
     # The frozen parts trained in bf16; the export ships the base's own full-precision files.
     for part in ("vae", "text_encoder"):
-        exported, base = _weights(out / "editor" / part), _weights(tiny_sd_dir / part)
+        exported, base = weights(out / "editor" / part), weights(tiny_sd_dir / part)
         assert exported.keys() == base.keys() and all(torch.equal(v, base[k]) for k, v in exported.items())
     assert load_editor(out).vae.dtype == torch.float32
     assert json.loads((out / "checkpoint-2" / "training_state.json").read_text())["optimizer"] == "adamw"
@@ -314,7 +279,7 @@ def test_a_checkpoint_folder_is_not_an_editor_and_says_so(tiny_sd_dir, pairs, tm
     from rsedit_core.errors import ModelFormatError
 
     out = tmp_path / "run"
-    assert _main(_args(tiny_sd_dir, pairs, out, "--max-train-steps", "1")) == 0
+    assert run_script(script_args(tiny_sd_dir, pairs, out, "--max-train-steps", "1")) == 0
     with pytest.raises(ModelFormatError, match="is a training checkpoint.*Load the run's editor/ folder"):
         load_editor(out / "checkpoint-1")
 
@@ -358,7 +323,7 @@ def test_validation_scores_edits_with_the_damage_model(tiny_sd_dir, pairs, damag
     extra = ["--max-train-steps", "1", "--validation-data", str(tmp_path / "val.jsonl"), "--validation-steps", "1",
              "--validation-num-inference-steps", "1", "--damage-model", str(damage_checkpoint),
              "--report-to", "tensorboard"]  # fmt: skip
-    assert _main(_args(tiny_sd_dir, pairs, out, *extra)) == 0
+    assert run_script(script_args(tiny_sd_dir, pairs, out, *extra)) == 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(next((out / "logs").rglob("events.out.tfevents*")).parent)).Reload()

@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from longclip_state import LAYERS, VOCAB, WIDTH, openai_state
 
 from rsedit_core.errors import ModelFormatError
 from rsedit_core.loading import load_editor
@@ -56,46 +57,6 @@ def test_empty_prompt_is_reported(tiny_editor):
     assert torch.allclose(text.embeds, text.negative_embeds)
 
 
-# A Long-CLIP checkpoint of our own making, in the OpenAI key layout, checked against an
-# independent forward pass written from the OpenAI CLIP text tower's definition.
-WIDTH, LAYERS, POSITIONS, VOCAB = 32, 2, 248, 727
-
-
-def _openai_state(seed: int = 0, width: int = WIDTH) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g) * 0.05
-
-    state = {
-        "token_embedding.weight": r(VOCAB, width),
-        "positional_embedding": r(POSITIONS, width),
-        "positional_embedding_res": r(POSITIONS, width),
-        "ln_final.weight": 1 + r(width),
-        "ln_final.bias": r(width),
-        "text_projection": r(width, 16),
-        "visual.proj": r(8, 8),
-        "logit_scale": torch.tensor(4.6),
-    }
-    for i in range(LAYERS):
-        p = f"transformer.resblocks.{i}."
-        state |= {
-            p + "attn.in_proj_weight": r(3 * width, width),
-            p + "attn.in_proj_bias": r(3 * width),
-            p + "attn.out_proj.weight": r(width, width),
-            p + "attn.out_proj.bias": r(width),
-            p + "ln_1.weight": 1 + r(width),
-            p + "ln_1.bias": r(width),
-            p + "ln_2.weight": 1 + r(width),
-            p + "ln_2.bias": r(width),
-            p + "mlp.c_fc.weight": r(4 * width, width),
-            p + "mlp.c_fc.bias": r(4 * width),
-            p + "mlp.c_proj.weight": r(width, 4 * width),
-            p + "mlp.c_proj.bias": r(width),
-        }
-    return state
-
-
 def _openai_forward(state, ids, heads):
     """OpenAI CLIP's text transformer: pre-LN blocks, causal mask, QuickGELU, ln_final."""
     x = state["token_embedding.weight"][ids] + position_table(state)[: ids.shape[1]]
@@ -119,12 +80,12 @@ def _openai_forward(state, ids, heads):
 @pytest.fixture(scope="module")
 def longclip_pt(tmp_path_factory):
     path = tmp_path_factory.mktemp("longclip") / "LRSCLIP_ViT-L-14.pt"
-    torch.save(_openai_state(), path)
+    torch.save(openai_state(), path)
     return path
 
 
 def test_effective_position_table():
-    state = _openai_state()
+    state = openai_state()
     table = position_table(state)
     assert torch.equal(table[:KEPT_POSITIONS], state["positional_embedding"][:KEPT_POSITIONS])
     assert torch.equal(table[KEPT_POSITIONS:], state["positional_embedding_res"][KEPT_POSITIONS:])
@@ -132,7 +93,7 @@ def test_effective_position_table():
 
 
 def test_longclip_checkpoint_matches_openai_forward(longclip_pt):
-    state = _openai_state()
+    state = openai_state()
     model = load_longclip_checkpoint(longclip_pt, num_heads=4)
     assert model.config.max_position_embeddings == 248 and model.config.hidden_act == "quick_gelu"
     ids = torch.randint(0, VOCAB, (2, 248), generator=torch.Generator().manual_seed(1))
@@ -146,7 +107,7 @@ def test_longclip_checkpoint_matches_openai_forward(longclip_pt):
 
 
 def test_text_projection_is_transposed():
-    state = _openai_state()
+    state = openai_state()
     converted, config = convert_state_dict(state)
     assert torch.equal(converted["text_projection.weight"], state["text_projection"].T)
     assert config["projection_dim"] == 16 and config["num_hidden_layers"] == LAYERS
@@ -159,13 +120,13 @@ def test_swap_text_encoder_into_editor(tiny_editor_dir, longclip_pt):
 
 
 def test_swap_text_encoder_width_mismatch(tiny_editor_dir, tmp_path):
-    torch.save(_openai_state(width=64), tmp_path / "wide.pt")
+    torch.save(openai_state(width=64), tmp_path / "wide.pt")
     with pytest.raises(ModelFormatError, match="64-wide but the U-Net expects 32-wide"):
         load_editor(tiny_editor_dir, text_encoder=tmp_path / "wide.pt")
 
 
 def test_inconsistent_checkpoint_is_a_format_error(tmp_path):
-    state = _openai_state()
+    state = openai_state()
     state["token_embedding.weight"] = torch.zeros(VOCAB, 64)
     torch.save(state, tmp_path / "broken.pt")
     with pytest.raises(ModelFormatError, match="inconsistent tensor shapes"):
