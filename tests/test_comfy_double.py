@@ -269,3 +269,15 @@ def test_folder_paths_registry(tmp_path):
     assert folder_paths.get_full_path("rsedit", "sub") is None
     with pytest.raises(KeyError):
         folder_paths.get_filename_list("not_registered")
+
+
+def test_reset_restores_flags_and_the_device_state_they_imply():
+    import comfy.model_management as mm
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    args.cpu, args.lowvram, args.preview_method = False, True, LatentPreviewMethod.Auto
+    mm.configure_from_args(gpu_device="cpu")  # pretend a GPU: --lowvram then counts
+    assert mm.vram_state == mm.VRAMState.LOW_VRAM
+    reset_comfy_double()
+    assert (args.cpu, args.lowvram, args.preview_method) == (True, False, LatentPreviewMethod.NoPreviews)
+    assert (mm.cpu_state, mm.vram_state) == (mm.CPUState.CPU, mm.VRAMState.DISABLED)

@@ -57,13 +57,17 @@ def install_comfy_double(monkeypatch=None) -> Path:
 
 
 def reset_comfy_double() -> None:
-    """Forget state left by a previous test: interrupt flag, loaded models, registered folders, progress."""
+    """Forget state left by a previous test: command-line flags and the device state ComfyUI derives
+    from them, interrupt flag, loaded models, registered folders, progress."""
+    import comfy.cli_args
     import comfy.model_management as mm
     import comfy.utils
     import folder_paths
 
     from . import runner
 
+    comfy.cli_args._double_reset()
+    mm.configure_from_args()
     mm.interrupt_current_processing(False)
     mm.current_loaded_models.clear()
     mm.load_calls.clear()

@@ -58,3 +58,11 @@ args = Namespace(
     listen="127.0.0.1",
     port=8188,
 )
+
+_DEFAULTS = dict(vars(args))
+
+
+def _double_reset() -> None:
+    """Put every flag back to its default (not part of ComfyUI: the double's reset uses it)."""
+    vars(args).clear()
+    vars(args).update(_DEFAULTS)
