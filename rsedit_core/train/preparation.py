@@ -130,6 +130,72 @@ def check_resume(args: argparse.Namespace, accelerator, report) -> CheckpointRep
     )
 
 
+def _open_output_dir(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"Cannot create --output-dir {output_dir}: {e}. Choose a folder you can write to.") from e
+    checkpoints.remove_partial(output_dir)
+
+
+def _training_pairs(args: argparse.Namespace, num_processes: int):
+    """The training pairs, their report and source kind; refused when one step cannot be filled."""
+    pairs, report, source = discover_pairs(
+        args.data,
+        annotation=args.annotation,
+        exclude=args.exclude,
+        default_caption=args.default_caption,
+        check_images=not args.skip_image_check,
+    )
+    needed = args.train_batch_size * num_processes
+    if len(pairs) < needed:
+        raise InputError(
+            f"{report.summary()} One optimisation step needs at least {needed} pairs "
+            f"(--train-batch-size {args.train_batch_size} x {num_processes} processes)."
+        )
+    return pairs, report, source
+
+
+def _text_feed(args: argparse.Namespace, editor, pairs, accelerator):
+    """Text features from a disk cache built once (the encoder then leaves the GPU), or on the fly."""
+    if not args.text_embeddings_cache:
+        return TextEncoderFeed(editor)
+    build_text_cache(
+        editor,
+        [p.caption for p in pairs],
+        args.text_embeddings_cache,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        barrier=accelerator.wait_for_everyone,
+    )
+    editor.text_encoder.to("cpu")
+    return CachedTextFeed(args.text_embeddings_cache)
+
+
+def _data_loader(args: argparse.Namespace, pairs, source):
+    """The resumable epoch sampler and the loader over the paired, augmented dataset."""
+    dataset = EditPairDataset(
+        pairs,
+        source,
+        args.resolution,
+        random_crop=args.random_crop,
+        random_flip=args.random_flip,
+        seed=args.seed,
+    )
+    sampler = EpochSampler(len(dataset), seed=args.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.train_batch_size,
+        sampler=sampler,
+        num_workers=args.dataloader_num_workers,
+        drop_last=True,
+        # A private generator: creating a loader iterator must not draw from the global RNG, whose
+        # state the checkpoint restores (exact resume).
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    return sampler, loader
+
+
 def prepare(args: argparse.Namespace) -> TrainingRun:
     """Check the inputs, load and wrap everything; see the module docstring for the order."""
     from accelerate.utils import set_seed
@@ -143,28 +209,12 @@ def prepare(args: argparse.Namespace) -> TrainingRun:
     if not is_main:
         logging.getLogger().setLevel(logging.WARNING)
     if is_main:
-        try:
-            output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"Cannot create --output-dir {output_dir}: {e}. Choose a folder you can write to.") from e
-        checkpoints.remove_partial(output_dir)
+        _open_output_dir(output_dir)
     # Each process draws its own noise, timesteps and dropout; each one's RNG state is checkpointed.
     set_seed(args.seed, device_specific=True)
 
     # Everything a user can get wrong is checked before the (possibly minutes-long) model load.
-    pairs, report, source = discover_pairs(
-        args.data,
-        annotation=args.annotation,
-        exclude=args.exclude,
-        default_caption=args.default_caption,
-        check_images=not args.skip_image_check,
-    )
-    needed = args.train_batch_size * accelerator.num_processes
-    if len(pairs) < needed:
-        raise InputError(
-            f"{report.summary()} One optimisation step needs at least {needed} pairs "
-            f"(--train-batch-size {args.train_batch_size} x {accelerator.num_processes} processes)."
-        )
+    pairs, report, source = _training_pairs(args, accelerator.num_processes)
     validation = discover_pairs(args.validation_data) if args.validation_data and is_main else None
     checkpoint = check_resume(args, accelerator, report)
 
@@ -202,20 +252,7 @@ def prepare(args: argparse.Namespace) -> TrainingRun:
             from ..damage.checkpoint import load_damage_model
 
             damage_model = load_damage_model(args.damage_model, device=accelerator.device)
-    if args.text_embeddings_cache:
-        build_text_cache(
-            editor,
-            [p.caption for p in pairs],
-            args.text_embeddings_cache,
-            rank=accelerator.process_index,
-            world_size=accelerator.num_processes,
-            barrier=accelerator.wait_for_everyone,
-        )
-        text_feed = CachedTextFeed(args.text_embeddings_cache)
-        editor.text_encoder.to("cpu")
-    else:
-        text_feed = TextEncoderFeed(editor)
-
+    text_feed = _text_feed(args, editor, pairs, accelerator)
     ema = None
     if args.ema_decay > 0:
         ema = EMAModel(
@@ -233,25 +270,7 @@ def prepare(args: argparse.Namespace) -> TrainingRun:
         num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
     )
-    dataset = EditPairDataset(
-        pairs,
-        source,
-        args.resolution,
-        random_crop=args.random_crop,
-        random_flip=args.random_flip,
-        seed=args.seed,
-    )
-    sampler = EpochSampler(len(dataset), seed=args.seed)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=args.train_batch_size,
-        sampler=sampler,
-        num_workers=args.dataloader_num_workers,
-        drop_last=True,
-        # A private generator: creating a loader iterator must not draw from the global RNG, whose
-        # state the checkpoint restores (exact resume).
-        generator=torch.Generator().manual_seed(args.seed),
-    )
+    sampler, loader = _data_loader(args, pairs, source)
     denoiser, optimizer, loader, lr_scheduler = accelerator.prepare(denoiser, optimizer, loader, lr_scheduler)
     editor.denoiser = denoiser
     return TrainingRun(
