@@ -14,6 +14,7 @@ from .backbones import Backbone
 from .editor import EditorModel
 from .errors import InputError, out_of_memory_advice
 from .images import Geometry, fit_to_multiple, to_rgb
+from .tiling import default_overlap, resolve_tile, vae_tiling
 
 
 @dataclass
@@ -64,11 +65,15 @@ def check_images(images) -> None:
 
 
 @torch.no_grad()
-def encode_source(model: EditorModel, images: torch.Tensor, size_policy: str = "pad") -> SourceLatents:
+def encode_source(
+    model: EditorModel, images: torch.Tensor, size_policy: str = "pad", tile: int | None = None
+) -> SourceLatents:
     """Encode source images ``[B, C, H, W]`` in ``0..1`` (C = 1, 3 or 4) to the source latent.
 
     Sides are brought to the backbone's multiple (8 px for the U-Net, 16 px for the DiT: VAE
-    factor x patch size) by ``size_policy``; the notes say what was done.
+    factor x patch size) by ``size_policy``; the notes say what was done. Scenes larger than a
+    tile (``tile``: px, None = the default rule of :func:`rsedit_core.tiling.resolve_tile`, 0 =
+    never) are encoded by blended VAE tiles, so memory does not grow with the scene.
     """
     check_images(images)
     rgb, notes = to_rgb(images)
@@ -76,6 +81,7 @@ def encode_source(model: EditorModel, images: torch.Tensor, size_policy: str = "
     if geometry.original != geometry.processed:
         notes.append(geometry.describe())
     pixels = (fitted * 2 - 1).to(next(model.vae.parameters()).device, model.vae.dtype)
-    with out_of_memory_advice("encoding the source image"):
+    vae_tile, _ = resolve_tile(tile, tuple(pixels.shape[-2:]))
+    with out_of_memory_advice("encoding the source image"), vae_tiling(model.vae, vae_tile, default_overlap(vae_tile)):
         latents = model.backbone.source_latents(model, pixels)
     return SourceLatents(latents, geometry, model.backbone, notes)

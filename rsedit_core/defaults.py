@@ -40,6 +40,15 @@ DEVICE_HELP = "auto (CUDA when available), cpu, cuda, cuda:N or mps"
 #: The smallest side a source may have: the VAE's 8x downsampling leaves too few latent pixels below it.
 MIN_SIZE = 64
 
+#: Large scenes: windows of TILE px (the size the released editors were trained at) overlapping by
+#: TILE_OVERLAP px, denoised together at every step; on by default above TILE_AUTO_ABOVE px.
+TILE = 512
+TILE_OVERLAP = 128
+TILE_AUTO_ABOVE = 768
+MIN_TILE = MIN_SIZE
+#: Windows per forward pass (each window runs its three guidance branches).
+WINDOW_BATCH = 4
+
 
 def text_cfg_by_backbone() -> str:
     """``7.5 for U-Net editors, 4.5 for PixArt DiT editors``, from the backbones themselves."""

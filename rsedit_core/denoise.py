@@ -19,6 +19,7 @@ from .guidance import dual_cfg, guidance_active
 from .schedulers import make_scheduler
 from .settings import EditSettings
 from .text import TextConditioning
+from .tiling import TilePlan
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
@@ -53,12 +54,16 @@ def denoise(
     source: SourceLatents,
     settings: EditSettings,
     callback: StepCallback | None = None,
+    plan: TilePlan | None = None,
 ) -> torch.Tensor:
     """Run the loop on checked inputs (``settings.text_cfg`` filled in); returns scaled latents
     ``[B * variations, 4, h, w]``, grouped by source.
 
-    ``callback(step, total, latents)`` runs after each step; an exception raised there (a
-    cancel) stops the run and leaves the model untouched.
+    With a tiled ``plan`` every step predicts each window (``settings.window_batch`` windows per
+    forward pass), blends the predictions and steps the scheduler once on the whole latent.
+    ``callback(done, total, latents)`` runs after each step, or after each batch of windows when
+    tiled (``total`` = steps x window batches); an exception raised there (a cancel) stops the run
+    and leaves the model untouched.
     """
     backbone = model.backbone
     scheduler = make_scheduler(settings.scheduler, model.scheduler_config)
@@ -72,18 +77,43 @@ def denoise(
 
     active = guidance_active(settings.text_cfg, settings.image_cfg)
     branches = 3 if active else 1
-    embeds, mask = _branches(text, source, n, active, device, dtype)
-    condition = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)][:branches])
     step_kwargs = _step_kwargs(scheduler, generator)
     timesteps = scheduler.timesteps
     factor = model.vae_scale_factor
-    with out_of_memory_advice(f"sampling {n} image(s) of {shape[-1] * factor}x{shape[-2] * factor}"):
-        for index, t in enumerate(timesteps):
+
+    def guided(noisy: torch.Tensor, image: torch.Tensor, t) -> torch.Tensor:
+        """The dual-CFG prediction for a batch of (window) latents and their source latents."""
+        embeds, mask = _branches(text, source, noisy.shape[0], active, device, dtype)
+        condition = torch.cat([image, image, torch.zeros_like(image)][:branches])
+        noise = backbone.predict(model, noisy.repeat(branches, 1, 1, 1), condition, t, embeds, mask)
+        return dual_cfg(*noise.chunk(3), settings.text_cfg, settings.image_cfg) if active else noise
+
+    tiled = plan is not None and plan.tiled
+    batches = plan.batches(settings.window_batch) if tiled else [[0]]
+    weights, inverse = plan.weights(device, torch.float32) if tiled else (None, None)  # blended in fp32
+    total, done = len(timesteps) * len(batches), 0
+    what = f"sampling {n} image(s) of {shape[-1] * factor}x{shape[-2] * factor}"
+    if tiled:
+        what += f" in {len(plan.windows)} windows of {plan.tile} px, {settings.window_batch} per pass"
+    with out_of_memory_advice(what):
+        for t in timesteps:
             scaled = scheduler.scale_model_input(latents, t)
-            noise = backbone.predict(model, scaled.repeat(branches, 1, 1, 1), condition, t, embeds, mask)
-            if active:
-                noise = dual_cfg(*noise.chunk(3), settings.text_cfg, settings.image_cfg)
+            if not tiled:
+                noise = guided(scaled, image_latents, t)
+            else:
+                noise = torch.zeros_like(latents, dtype=torch.float32)
+                for number, batch in enumerate(batches, start=1):
+                    windows = [plan.windows[i].slices for i in batch]
+                    crops = guided(
+                        torch.cat([scaled[w] for w in windows]), torch.cat([image_latents[w] for w in windows]), t
+                    )
+                    for crop, w, i in zip(crops.split(n), windows, batch, strict=True):
+                        noise[w] += crop.float() * weights[i]
+                    if number < len(batches) and callback is not None:  # progress (and cancel) between windows
+                        callback(done + number, total, latents)
+                noise = (noise * inverse).to(latents.dtype)
             latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
+            done += len(batches)
             if callback is not None:
-                callback(index + 1, len(timesteps), latents)
+                callback(done, total, latents)
     return latents

@@ -15,6 +15,7 @@ from .guidance import guidance_active
 from .images import Geometry
 from .settings import EditSettings
 from .text import TextConditioning, encode_text
+from .tiling import TilePlan, plan_tiles, resolve_tile, vae_tiling
 
 
 @dataclass
@@ -28,13 +29,16 @@ class EditResult:
 
 
 @torch.no_grad()
-def decode(model: EditorModel, latents: torch.Tensor, geometry: Geometry | None = None) -> torch.Tensor:
+def decode(
+    model: EditorModel, latents: torch.Tensor, geometry: Geometry | None = None, plan: TilePlan | None = None
+) -> torch.Tensor:
     """Decode scaled latents to ``[N, 3, H, W]`` float32 in ``0..1``, one image at a time to
-    bound memory, and undo the source's size policy."""
+    bound memory (and by blended VAE tiles when ``plan`` is tiled), and undo the source's size policy."""
     scale = model.vae.config.scaling_factor
     vae_device = next(model.vae.parameters()).device  # may differ from the denoiser's (--cpu-vae)
     images = []
-    with out_of_memory_advice("decoding the edited latents"):
+    tile, overlap = (plan.tile, plan.overlap) if plan is not None and plan.tiled else (0, 0)
+    with out_of_memory_advice("decoding the edited latents"), vae_tiling(model.vae, tile, overlap):
         for latent in latents.split(1):
             latent = latent.to(vae_device, model.vae.dtype)
             decoded = model.vae.decode(latent / scale, return_dict=False)[0]
@@ -64,11 +68,22 @@ def run_edit(
     return _sample_and_decode(model, text, source, settings.for_model(model), callback)
 
 
+def tile_plan(model: EditorModel, settings: EditSettings, latent_size: tuple[int, int]) -> tuple[TilePlan | None, list]:
+    """The windows for a latent of ``latent_size`` under ``settings`` (None: one piece) and notes."""
+    factor = model.vae_scale_factor
+    tile, note = resolve_tile(settings.tile, (latent_size[0] * factor, latent_size[1] * factor))
+    if not tile:
+        return None, []
+    plan = plan_tiles(latent_size, tile, settings.overlap_for(tile), factor)
+    return (plan, [n for n in (note, plan.describe()) if n]) if plan.tiled else (None, [])
+
+
 def _sample_and_decode(model, text, source, settings: EditSettings, callback) -> EditResult:
     _check_same_editor(model, text, source)
-    latents = denoise(model, text, source, settings, callback)
-    images = decode(model, latents, source.geometry)
-    notes = [*source.notes, f"instruction: {text.report.summary()}"]
+    plan, tile_notes = tile_plan(model, settings, tuple(source.latents.shape[-2:]))
+    latents = denoise(model, text, source, settings, callback, plan)
+    images = decode(model, latents, source.geometry, plan)
+    notes = [*source.notes, *tile_notes, f"instruction: {text.report.summary()}"]
     if not guidance_active(settings.text_cfg, settings.image_cfg):
         notes.append(
             f"guidance off (text {settings.text_cfg} <= 1 or image {settings.image_cfg} < 1): "
@@ -98,6 +113,6 @@ def edit_images(
             raise InputError(f"{name} must be a string; got {type(value).__name__}.")
     if size_policy not in SIZE_POLICIES:
         raise InputError(f"Unknown size policy {size_policy!r}; choose one of {', '.join(SIZE_POLICIES)}.")
-    source = encode_source(model, images, size_policy)  # checks the images before any model runs
+    source = encode_source(model, images, size_policy, tile=settings.tile)  # checks the images first
     text = encode_text(model, prompt, negative_prompt)
     return _sample_and_decode(model, text, source, settings, callback)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from . import defaults
 from .errors import InputError
 from .schedulers import SCHEDULER_NAMES
+from .tiling import check_tiling, default_overlap
 
 if TYPE_CHECKING:
     from .editor import EditorModel
@@ -42,6 +43,15 @@ class EditSettings:
     seed: int = defaults.SEED
     scheduler: str = defaults.SCHEDULER
     num_variations: int = defaults.VARIATIONS
+    #: Large scenes: window size in px (None: tiled above ``defaults.TILE_AUTO_ABOVE`` px, 0: never),
+    #: overlap in px (None: a quarter of the tile, at most 128) and windows per forward pass.
+    tile: int | None = None
+    tile_overlap: int | None = None
+    window_batch: int = defaults.WINDOW_BATCH
+
+    def overlap_for(self, tile: int) -> int:
+        """The overlap used with ``tile`` px windows."""
+        return self.tile_overlap if self.tile_overlap is not None else default_overlap(tile)
 
     def check(self) -> None:
         """Checks that need no model (a CLI runs them before loading one)."""
@@ -57,6 +67,7 @@ class EditSettings:
             raise InputError(f"num_variations must be an integer >= 1; got {self.num_variations!r}.")
         if self.scheduler not in SCHEDULER_NAMES:
             raise InputError(f"Unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULER_NAMES)}.")
+        check_tiling(self.tile, self.overlap_for(self.tile or defaults.TILE), self.window_batch)
 
     def for_model(self, model: EditorModel) -> EditSettings:
         """Checked settings with the backbone's default text scale filled in: the one validation
@@ -68,6 +79,8 @@ class EditSettings:
                 f"trained with, which the scheduler cannot honour. Use at most {model.num_train_timesteps} "
                 f"(the paper uses {defaults.PAPER_STEPS})."
             )
+        if self.tile:
+            check_tiling(self.tile, self.overlap_for(self.tile), self.window_batch, model.size_multiple)
         if self.text_cfg is not None:
             return self
         return replace(self, text_cfg=model.backbone.default_text_cfg)
