@@ -134,6 +134,26 @@ def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
         help="Variations per source image, each from other noise (default 1).",
     )
     parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help=f"Edit large scenes in overlapping windows of this many px, denoised together at every step (no "
+        f"seams). Default: {defaults.TILE} px windows for scenes above {defaults.TILE_AUTO_ABOVE} px, else one "
+        "piece; 0 = always one piece.",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=None,
+        help=f"Overlap of the windows in px (default: a quarter of the tile, at most {defaults.TILE_OVERLAP}).",
+    )
+    parser.add_argument(
+        "--window-batch",
+        type=int,
+        default=defaults.WINDOW_BATCH,
+        help=f"Windows per forward pass (default {defaults.WINDOW_BATCH}); lower it if memory runs out.",
+    )
+    parser.add_argument(
         "--max-image-pixels",
         type=_pixels,
         default=None,
@@ -161,6 +181,9 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
         seed=args.seed,
         scheduler=args.scheduler,
         num_variations=args.num_images,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        window_batch=args.window_batch,
     )
     settings.check()
     device = resolve_device(args.device)

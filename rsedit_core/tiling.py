@@ -134,11 +134,11 @@ def check_tiling(tile: int | None, overlap: int, window_batch: int, multiple: in
     when a model is known: 8 px for the U-Net, 16 px for the DiT)."""
     for name, value in (("tile_overlap", overlap), ("window_batch", window_batch)):
         if not isinstance(value, int) or isinstance(value, bool):
-            raise InputError(f"{name} must be an integer; got {value!r}.")
+            raise InputError(f"{name.replace('_', ' ')} must be an integer; got {value!r}.")
     if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool)):
         raise InputError(f"tile must be an integer number of pixels (0 = off); got {tile!r}.")
     if window_batch < 1:
-        raise InputError(f"window_batch must be >= 1; got {window_batch}.")
+        raise InputError(f"window batch must be >= 1; got {window_batch}.")
     if tile is None or tile == 0:
         return
     if tile < defaults.MIN_TILE:
@@ -148,7 +148,7 @@ def check_tiling(tile: int | None, overlap: int, window_batch: int, multiple: in
         )
     if overlap <= 0 or overlap * 2 > tile:
         raise InputError(
-            f"tile_overlap {overlap} px must be above 0 and at most half the tile ({tile // 2} px): without an "
+            f"tile overlap {overlap} px must be above 0 and at most half the tile ({tile // 2} px): without an "
             f"overlap the windows cannot be blended and seams show. {defaults.TILE_OVERLAP} suits {defaults.TILE} "
             "px tiles."
         )

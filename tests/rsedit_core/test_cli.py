@@ -150,3 +150,18 @@ def test_edit_with_dit_editor(tiny_dit_dir, scene_file, tmp_path, capsys):
     assert code == 0 and "PixArt DiT editor" in err and "80x72 -> 80x80 (pad" in err
     with Image.open(out) as image:
         assert image.size == (80, 72)
+
+
+def test_edit_tiles_a_large_scene_and_says_so(tiny_editor_dir, tmp_path, capsys):
+    pixels = np.random.default_rng(1).integers(0, 256, (96, 200, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    out = tmp_path / "post.png"
+    argv = ["edit", "--model", str(tiny_editor_dir), "--image", str(tmp_path / "wide.png"), "--prompt", "x",
+            "--out", str(out), "--steps", "1", "--device", "cpu", "--tile", "64", "--tile-overlap", "16"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "tiled: 8 windows of 64 px (2 x 4), 16 px overlap" in err and "sampling [#" in err and "2/2" in err
+    with Image.open(out) as image:
+        assert image.size == (200, 96)
+    assert main([*argv[:-4], "--tile", "40"]) == 1
+    assert "tile 40 px is below the 64 px" in capsys.readouterr().err

@@ -169,9 +169,9 @@ def test_large_sources_are_vae_encoded_and_decoded_by_tiles(tiny_editor, monkeyp
     ("settings", "message"),
     [
         (EditSettings(tile=32), "tile 32 px is below the 64 px"),
-        (EditSettings(tile=128, tile_overlap=0), "tile_overlap 0 px must be above 0"),
+        (EditSettings(tile=128, tile_overlap=0), "tile overlap 0 px must be above 0"),
         (EditSettings(tile=128, tile_overlap=80), "at most half the tile"),
-        (EditSettings(window_batch=0), "window_batch must be >= 1"),
+        (EditSettings(window_batch=0), "window batch must be >= 1"),
         (EditSettings(tile=1.5), "tile must be an integer"),
     ],
 )
