@@ -232,6 +232,24 @@ class RSEditSampler(io.ComfyNode):
                     max=64,
                     tooltip="Edits per source image, each from different noise.",
                 ),
+                io.Int.Input(
+                    "tile",
+                    default=defaults.TILE,
+                    min=0,
+                    max=8192,
+                    step=16,
+                    tooltip=f"Scenes larger than this (px) are edited in overlapping windows of this size, denoised "
+                    f"together at every step, so there are no seams; 0 = always in one piece. {defaults.TILE} is "
+                    "the size the editors were trained at.",
+                ),
+                io.Int.Input(
+                    "tile_overlap",
+                    default=0,
+                    min=0,
+                    max=4096,
+                    step=16,
+                    tooltip=f"Window overlap in px; 0 = a quarter of the tile, at most {defaults.TILE_OVERLAP}.",
+                ),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The edited images, at the source's size."),
@@ -252,15 +270,26 @@ class RSEditSampler(io.ComfyNode):
         steps: int,
         text_cfg: float,
         image_cfg: float,
-        scheduler: str = "default",
-        variations: int = 1,
+        scheduler: str = defaults.SCHEDULER,
+        variations: int = defaults.VARIATIONS,
+        tile: int = defaults.TILE,
+        tile_overlap: int = 0,
     ) -> io.NodeOutput:
         editor = rsedit_model.model
         auto_text = text_cfg == defaults.TEXT_CFG_FROM_EDITOR
-        settings = EditSettings(steps, None if auto_text else text_cfg, image_cfg, seed, scheduler, variations)
+        settings = EditSettings(
+            steps,
+            None if auto_text else text_cfg,
+            image_cfg,
+            seed,
+            scheduler,
+            variations,
+            tile=tile,
+            tile_overlap=tile_overlap or None,
+        )
         settings = settings.for_model(editor)  # checked before the models move to the GPU
         rsedit_model.load("denoiser", "vae")
-        progress = comfy.utils.ProgressBar(steps)
+        progress = comfy.utils.ProgressBar(steps)  # the total grows to steps x window batches when tiled
         previews, size = preview_enabled(), preview_size()  # the user's --preview-method / --preview-size
 
         def on_step(step: int, total: int, latents) -> None:

@@ -137,9 +137,9 @@ def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
         "--tile",
         type=int,
         default=None,
-        help=f"Edit large scenes in overlapping windows of this many px, denoised together at every step (no "
-        f"seams). Default: {defaults.TILE} px windows for scenes above {defaults.TILE_AUTO_ABOVE} px, else one "
-        "piece; 0 = always one piece.",
+        help=f"Scenes larger than this (px) are edited in overlapping windows of this size, denoised together "
+        f"at every step, so there are no seams (default {defaults.TILE}, the editors' training size; 0 = always "
+        "one piece).",
     )
     parser.add_argument(
         "--tile-overlap",

@@ -40,11 +40,10 @@ DEVICE_HELP = "auto (CUDA when available), cpu, cuda, cuda:N or mps"
 #: The smallest side a source may have: the VAE's 8x downsampling leaves too few latent pixels below it.
 MIN_SIZE = 64
 
-#: Large scenes: windows of TILE px (the size the released editors were trained at) overlapping by
-#: TILE_OVERLAP px, denoised together at every step; on by default above TILE_AUTO_ABOVE px.
+#: Large scenes: scenes larger than TILE px (the size the released editors were trained at) are
+#: edited in TILE px windows overlapping by TILE_OVERLAP px, denoised together at every step.
 TILE = 512
 TILE_OVERLAP = 128
-TILE_AUTO_ABOVE = 768
 MIN_TILE = MIN_SIZE
 #: Windows per forward pass (each window runs its three guidance branches).
 WINDOW_BATCH = 4

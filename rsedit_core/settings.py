@@ -43,7 +43,7 @@ class EditSettings:
     seed: int = defaults.SEED
     scheduler: str = defaults.SCHEDULER
     num_variations: int = defaults.VARIATIONS
-    #: Large scenes: window size in px (None: tiled above ``defaults.TILE_AUTO_ABOVE`` px, 0: never),
+    #: Large scenes: window size in px (None: ``defaults.TILE``; 0: never tile; scenes no larger are one piece),
     #: overlap in px (None: a quarter of the tile, at most 128) and windows per forward pass.
     tile: int | None = None
     tile_overlap: int | None = None

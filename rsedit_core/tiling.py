@@ -162,20 +162,18 @@ def check_tiling(tile: int | None, overlap: int, window_batch: int, multiple: in
 
 
 def resolve_tile(tile: int | None, size: tuple[int, int]) -> tuple[int, str | None]:
-    """The tile to use for a scene of ``size`` (h, w) px and the note that says why: ``None``
-    tiles scenes whose longer side exceeds :data:`defaults.TILE_AUTO_ABOVE` px at the default
-    tile; 0 never tiles; a tile at least as large as the scene is one window (no tiling)."""
-    longest = max(size)
-    if tile is None:
-        if longest <= defaults.TILE_AUTO_ABOVE:
-            return 0, None
-        return defaults.TILE, (
-            f"scene {size[1]}x{size[0]} is above {defaults.TILE_AUTO_ABOVE} px: tiling on by default "
-            f"(tile {defaults.TILE} px; tile 0 edits in one piece)"
-        )
-    if tile and tile >= longest:
+    """The tile to use for a scene of ``size`` (h, w) px (0: one piece) and a note when the default
+    chose it: ``None`` is :data:`defaults.TILE`, 0 never tiles, and a tile at least as large as the
+    scene is one window, that is no tiling."""
+    chosen = defaults.TILE if tile is None else tile
+    if not chosen or chosen >= max(size):
         return 0, None
-    return tile, None
+    if tile is None:
+        return chosen, (
+            f"scene {size[1]}x{size[0]} is larger than the {chosen} px the editors were trained at: edited in "
+            f"{chosen} px windows by default (tile 0 edits in one piece)"
+        )
+    return chosen, None
 
 
 @contextlib.contextmanager

@@ -205,8 +205,12 @@ class Graph:
 
 def sampler_widgets(text_cfg: float = UNET_CFG, seed: int = defaults.SEED) -> list:
     """seed, its control_after_generate value ("fixed": reruns reproduce), steps, text and image
-    scale, scheduler, variations: the library's defaults, with the paper's text scale written out."""
-    return [seed, "fixed", defaults.STEPS, text_cfg, defaults.IMAGE_CFG, defaults.SCHEDULER, defaults.VARIATIONS]
+    scale, scheduler, variations, tile and tile overlap (0: automatic): the library's defaults, with
+    the paper's text scale written out."""
+    return [
+        seed, "fixed", defaults.STEPS, text_cfg, defaults.IMAGE_CFG, defaults.SCHEDULER, defaults.VARIATIONS,
+        defaults.TILE, 0,
+    ]  # fmt: skip
 
 
 def edit_chain(g: Graph, loader: int, image: int, instruction: str, column: int, row: float, title: str, cfg: float):

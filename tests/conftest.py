@@ -153,6 +153,8 @@ def edit_graph(
     seed: int = 42,
     text_cfg: float = 7.5,
     variations: int = 1,
+    tile: int = 512,
+    tile_overlap: int = 0,
 ) -> dict:
     """An API-format graph: node "3" gives the source IMAGE; loader "1", text "2", source "4",
     sampler "5" (IMAGE, LATENT)."""
@@ -179,6 +181,8 @@ def edit_graph(
                 "image_cfg": 1.5,
                 "scheduler": "default",
                 "variations": variations,
+                "tile": tile,
+                "tile_overlap": tile_overlap,
             },
         },
     }

@@ -260,3 +260,19 @@ def test_source_values_slightly_outside_0_1_are_clamped_and_said(comfy, scene):
     model = run_node(comfy["RSEditLoader"], model=UNET, dtype="fp32")[0]
     output = comfy["RSEditSourceConditioning"].execute(model, scene * 1.01, "pad")
     assert "clamped to 0..1" in output.ui.as_dict()["text"][0]
+
+
+def test_sampler_tiles_a_large_scene_with_progress_per_window_batch(comfy, monkeypatch):
+    from comfy.cli_args import LatentPreviewMethod, args
+    from comfy_double.runner import progress_events
+
+    monkeypatch.setattr(args, "preview_method", LatentPreviewMethod.Auto)
+    wide = torch.rand(1, 96, 200, 3, generator=torch.Generator().manual_seed(0))
+    from comfy_double.runner import run_api_graph
+
+    graph_ = edit_graph(UNET, {"class_type": "ImageInput", "inputs": {}}, PROMPT, steps=2, tile=64, tile_overlap=16)
+    result = run_api_graph(graph_, [*comfy.values(), _image_node(wide)], targets=["5"])
+    assert result.value("5", 0).shape == (1, 96, 200, 3)
+    events = [e for e in progress_events if e.node_id == "5"]
+    assert [(e.value, e.total) for e in events] == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 8 windows, 4 per pass
+    assert any("tiled: 8 windows of 64 px" in text for text in result.ui["5"]["text"])

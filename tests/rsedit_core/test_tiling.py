@@ -47,9 +47,9 @@ def test_windows_cover_the_latent_flush_with_its_edges():
 
 
 def test_tiles_are_chosen_by_scene_size():
-    assert resolve_tile(None, (768, 768)) == (0, None)
-    tile, note = resolve_tile(None, (512, 1024))
-    assert tile == defaults.TILE and "tiling on by default" in note
+    assert resolve_tile(None, (512, 512)) == (0, None)
+    tile, note = resolve_tile(None, (512, 520))
+    assert tile == defaults.TILE and "edited in 512 px windows by default" in note
     assert resolve_tile(0, (4096, 4096)) == (0, None)
     assert resolve_tile(256, (200, 256)) == (0, None)  # a tile covering the scene is no tiling
     assert resolve_tile(128, (200, 256)) == (128, None)
