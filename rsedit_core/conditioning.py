@@ -14,7 +14,8 @@ from .backbones import Backbone
 from .editor import EditorModel
 from .errors import InputError, out_of_memory_advice
 from .images import Geometry, fit_to_multiple, to_rgb
-from .tiling import default_overlap, resolve_tile, vae_tiling
+from .scene import TensorSource, encode_tiles
+from .tiling import default_overlap, plan_tiles, resolve_tile, whole
 
 
 @dataclass
@@ -80,8 +81,12 @@ def encode_source(
     fitted, geometry = fit_to_multiple(rgb, size_policy, model.size_multiple)
     if geometry.original != geometry.processed:
         notes.append(geometry.describe())
-    pixels = (fitted * 2 - 1).to(next(model.vae.parameters()).device, model.vae.dtype)
-    vae_tile, _ = resolve_tile(tile, tuple(pixels.shape[-2:]))
-    with out_of_memory_advice("encoding the source image"), vae_tiling(model.vae, vae_tile, default_overlap(vae_tile)):
-        latents = model.backbone.source_latents(model, pixels)
+    factor = model.vae_scale_factor
+    latent_size = (fitted.shape[-2] // factor, fitted.shape[-1] // factor)
+    vae_tile, _ = resolve_tile(tile, tuple(fitted.shape[-2:]))
+    plan = (
+        plan_tiles(latent_size, vae_tile, default_overlap(vae_tile), factor) if vae_tile else whole(latent_size, factor)
+    )
+    with out_of_memory_advice("encoding the source image"):
+        latents = encode_tiles(model, TensorSource(fitted), plan)
     return SourceLatents(latents, geometry, model.backbone, notes)

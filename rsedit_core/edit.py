@@ -13,9 +13,10 @@ from .editor import EditorModel
 from .errors import InputError, out_of_memory_advice
 from .guidance import guidance_active
 from .images import Geometry
+from .scene import TensorSink, decode_tiles
 from .settings import EditSettings
 from .text import TextConditioning, encode_text
-from .tiling import TilePlan, plan_tiles, resolve_tile, vae_tiling
+from .tiling import TilePlan, plan_tiles, resolve_tile, whole
 
 
 @dataclass
@@ -32,19 +33,15 @@ class EditResult:
 def decode(
     model: EditorModel, latents: torch.Tensor, geometry: Geometry | None = None, plan: TilePlan | None = None
 ) -> torch.Tensor:
-    """Decode scaled latents to ``[N, 3, H, W]`` float32 in ``0..1``, one image at a time to
-    bound memory (and by blended VAE tiles when ``plan`` is tiled), and undo the source's size policy."""
-    scale = model.vae.config.scaling_factor
-    vae_device = next(model.vae.parameters()).device  # may differ from the denoiser's (--cpu-vae)
-    images = []
-    tile, overlap = (plan.tile, plan.overlap) if plan is not None and plan.tiled else (0, 0)
-    with out_of_memory_advice("decoding the edited latents"), vae_tiling(model.vae, tile, overlap):
-        for latent in latents.split(1):
-            latent = latent.to(vae_device, model.vae.dtype)
-            decoded = model.vae.decode(latent / scale, return_dict=False)[0]
-            images.append((decoded / 2 + 0.5).clamp(0, 1).float())
-    output = torch.cat(images)
-    return geometry.restore(output) if geometry is not None else output
+    """Decode scaled latents to ``[N, 3, H, W]`` float32 in ``0..1`` (on the CPU), one image at a
+    time to bound memory, by blended windows when ``plan`` is tiled, and undo the size policy."""
+    factor = model.vae_scale_factor
+    h, w = latents.shape[-2:]
+    plan = plan if plan is not None and plan.tiled else whole((h, w), factor)
+    sink = TensorSink(latents.shape[0], h * factor, w * factor)
+    with out_of_memory_advice("decoding the edited latents"):
+        decode_tiles(model, latents, sink, plan)
+    return geometry.restore(sink.images) if geometry is not None else sink.images
 
 
 def _check_same_editor(model: EditorModel, text: TextConditioning, source: SourceLatents) -> None:

@@ -11,13 +11,12 @@ The window bookkeeping follows diffusers' ``StableDiffusionPanoramaPipeline`` (w
 latent, the last one flush with the edge); the weights are ours: a ``sin**2`` ramp across each
 overlap, so every latent pixel's weights sum to a smooth, positive total.
 
-The VAE is tiled with diffusers' own ``AutoencoderKL`` tiling (blended tiles), switched on only
-for the images larger than a tile, so a tile at least as large as the scene changes nothing.
+The VAE runs over the same windows (:mod:`rsedit_core.scene`), blended the same way, so memory
+does not grow with the scene; a tile at least as large as the scene changes nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -113,6 +112,21 @@ class TilePlan:
         )
 
 
+def pixel_ramp(plan: TilePlan, window: Window, size: tuple[int, int]) -> torch.Tensor:
+    """The weights ``[1, h, w]`` (float32) of ``window``'s decoded pixels in a scene of ``size`` px:
+    the same ramps as in latent space, at pixel resolution."""
+    f = plan.factor
+    wy = _ramp(window.height * f, window.top * f, size[0], plan.overlap)
+    wx = _ramp(window.width * f, window.left * f, size[1], plan.overlap)
+    return (wy[:, None] * wx[None, :]).float()[None]
+
+
+def whole(latent_size: tuple[int, int], factor: int) -> TilePlan:
+    """One window over the whole latent: no tiling."""
+    h, w = latent_size
+    return TilePlan(max(h, w) * factor, 0, factor, (h, w), (Window(0, 0, h, w),), (1, 1))
+
+
 def plan_tiles(latent_size: tuple[int, int], tile: int, overlap: int, factor: int) -> TilePlan:
     """Windows of ``tile`` px stepping by ``tile - overlap`` px over a latent (``factor`` px per
     latent pixel); a side shorter than the tile gets one window of its own length."""
@@ -174,24 +188,3 @@ def resolve_tile(tile: int | None, size: tuple[int, int]) -> tuple[int, str | No
             f"{chosen} px windows by default (tile 0 edits in one piece)"
         )
     return chosen, None
-
-
-@contextlib.contextmanager
-def vae_tiling(vae, tile: int, overlap: int):
-    """diffusers' blended VAE tiling at ``tile`` px with ``overlap`` px, for the length of the block;
-    the VAE's own settings come back afterwards. ``tile`` 0 leaves the VAE untiled."""
-    names = ("use_tiling", "tile_sample_min_size", "tile_latent_min_size", "tile_overlap_factor")
-    if not tile or not hasattr(vae, "tile_sample_min_size"):
-        yield
-        return
-    saved = {name: getattr(vae, name) for name in names}
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    vae.use_tiling = True
-    vae.tile_sample_min_size = tile
-    vae.tile_latent_min_size = tile // factor
-    vae.tile_overlap_factor = overlap / tile
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(vae, name, value)

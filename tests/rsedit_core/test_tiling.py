@@ -15,7 +15,7 @@ from rsedit_core.edit import edit_images, tile_plan
 from rsedit_core.errors import InputError
 from rsedit_core.settings import EditSettings
 from rsedit_core.text import encode_text
-from rsedit_core.tiling import plan_tiles, resolve_tile, vae_tiling
+from rsedit_core.tiling import plan_tiles, resolve_tile
 
 PROMPT = "flood the river banks"
 
@@ -149,20 +149,6 @@ def test_progress_counts_windows_and_cancel_stops_between_windows(tiny_editor):
 
     with pytest.raises(Cancel):
         edit_images(tiny_editor, image, PROMPT, settings=settings, callback=cancel)
-
-
-def test_large_sources_are_vae_encoded_and_decoded_by_tiles(tiny_editor, monkeypatch):
-    vae = tiny_editor.vae
-    calls = {"encode": 0, "decode": 0}
-    encode, decode = vae._tiled_encode, vae.tiled_decode
-    monkeypatch.setattr(vae, "_tiled_encode", lambda *a, **k: (calls.__setitem__("encode", 1), encode(*a, **k))[1])
-    monkeypatch.setattr(vae, "tiled_decode", lambda *a, **k: (calls.__setitem__("decode", 1), decode(*a, **k))[1])
-    before = (vae.use_tiling, vae.tile_sample_min_size)
-    edit_images(tiny_editor, _scene(96, 176), PROMPT, settings=EditSettings(steps=1, tile=64, tile_overlap=16))
-    assert calls == {"encode": 1, "decode": 1}
-    assert (vae.use_tiling, vae.tile_sample_min_size) == before  # the VAE's own settings come back
-    with vae_tiling(vae, 0, 0):
-        assert not vae.use_tiling
 
 
 @pytest.mark.parametrize(
