@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from .conditioning import SourceLatents, encode_source
-from .defaults import NEGATIVE_PROMPT, SIZE_POLICIES, SIZE_POLICY
+from .defaults import MIN_SIZE, NEGATIVE_PROMPT, SIZE_POLICIES, SIZE_POLICY
 from .denoise import StepCallback, denoise
 from .editor import EditorModel
 from .errors import InputError, out_of_memory_advice
 from .guidance import guidance_active
 from .images import Geometry
-from .scene import TensorSink, decode_tiles
+from .scene import CroppedSink, PaddedSource, SceneSink, SceneSource, TensorSink, decode_tiles, encode_tiles
 from .settings import EditSettings
 from .text import TextConditioning, encode_text
 from .tiling import TilePlan, plan_tiles, resolve_tile, whole
@@ -113,3 +113,68 @@ def edit_images(
     source = encode_source(model, images, size_policy, tile=settings.tile)  # checks the images first
     text = encode_text(model, prompt, negative_prompt)
     return _sample_and_decode(model, text, source, settings, callback)
+
+
+def pad_geometry(size: tuple[int, int], multiple: int) -> Geometry:
+    """The ``pad`` geometry of a scene of ``size`` (h, w) px, as :func:`~rsedit_core.images.fit_to_multiple`
+    pads a tensor: the scene centred on a canvas whose sides are multiples of ``multiple``."""
+    h, w = size
+    if min(h, w) < MIN_SIZE:
+        raise InputError(
+            f"The scene is {w}x{h} px; RSEdit needs at least {MIN_SIZE} px on each side. Use a larger part of it."
+        )
+    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    return Geometry("pad", (h, w), (ph, pw), ((ph - h) // 2, (pw - w) // 2))
+
+
+class _VariationSinks:
+    """One sink per variation: variation ``i`` of the scene goes to ``sinks[i]``."""
+
+    def __init__(self, sinks: list[SceneSink]):
+        self.sinks = sinks
+
+    def write(self, index: int, top: int, left: int, pixels: torch.Tensor) -> None:
+        self.sinks[index].write(0, top, left, pixels)
+
+
+@torch.no_grad()
+def edit_scene(
+    model: EditorModel,
+    source: SceneSource,
+    sinks: list[SceneSink],
+    prompt: str,
+    *,
+    negative_prompt: str = NEGATIVE_PROMPT,
+    settings: EditSettings | None = None,
+    callback: StepCallback | None = None,
+) -> list[str]:
+    """Edit one scene read window by window from ``source`` into ``sinks`` (one per variation), so
+    neither the scene nor its edit is ever held whole in memory: only the latent and one row band.
+
+    The scene is reflect-padded to the backbone's multiple and the padding cropped on the way out
+    (the pixel grid is kept, as a georeferenced output needs); returns the notes of the run.
+    """
+    settings = (settings or EditSettings()).for_model(model)
+    if source.count != 1:
+        raise InputError(f"edit_scene edits one scene at a time; the source holds {source.count}.")
+    if len(sinks) != settings.num_variations:
+        raise InputError(f"Give one sink per variation: {settings.num_variations} variations, {len(sinks)} sinks.")
+    text = encode_text(model, prompt, negative_prompt)
+    geometry = pad_geometry((source.height, source.width), model.size_multiple)
+    factor = model.vae_scale_factor
+    latent_size = (geometry.processed[0] // factor, geometry.processed[1] // factor)
+    plan, notes = tile_plan(model, settings, latent_size)
+    vae_plan = plan or whole(latent_size, factor)
+    if geometry.original != geometry.processed:
+        notes.insert(0, geometry.describe())
+    with out_of_memory_advice("encoding the source scene"):
+        latents = encode_tiles(model, PaddedSource(source, geometry), vae_plan)
+    conditioning = SourceLatents(latents, geometry, model.backbone)
+    _check_same_editor(model, text, conditioning)
+    edited = denoise(model, text, conditioning, settings, callback, plan)
+    with out_of_memory_advice("decoding the edited scene"):
+        decode_tiles(model, edited, CroppedSink(_VariationSinks(sinks), geometry), vae_plan)
+    notes.append(f"instruction: {text.report.summary()}")
+    if not guidance_active(settings.text_cfg, settings.image_cfg):
+        notes.append(f"guidance off (text {settings.text_cfg} <= 1 or image {settings.image_cfg} < 1)")
+    return notes

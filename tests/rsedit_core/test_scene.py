@@ -91,3 +91,22 @@ def test_one_window_is_the_plain_vae(tiny_editor):
     sink = TensorSink(1, 64, 96)
     decode_tiles(tiny_editor, latents, sink, plan)
     assert torch.equal(sink.images, (decoded / 2 + 0.5).clamp(0, 1))
+
+
+def test_edit_scene_streams_the_same_edit_as_edit_images(tiny_editor):
+    from rsedit_core.edit import edit_images, edit_scene
+    from rsedit_core.settings import EditSettings
+
+    image = _image(70, 141)
+    for settings in (EditSettings(steps=2, seed=4), EditSettings(steps=2, seed=4, tile=64, tile_overlap=16)):
+        expected = edit_images(tiny_editor, image, "flood", settings=settings)
+        sinks = [TensorSink(1, 70, 141)]
+        notes = edit_scene(tiny_editor, TensorSource(image), sinks, "flood", settings=settings)
+        assert torch.equal(sinks[0].images, expected.images)
+        assert notes[0] == "141x70 -> 144x72 (pad: reflect-pad up to the multiple and crop the result back: the " \
+            "whole scene, pixel grid kept)"  # fmt: skip
+    variations = EditSettings(steps=1, num_variations=2)
+    sinks = [TensorSink(1, 70, 141), TensorSink(1, 70, 141)]
+    edit_scene(tiny_editor, TensorSource(image), sinks, "flood", settings=variations)
+    both = edit_images(tiny_editor, image, "flood", settings=variations).images
+    assert torch.equal(sinks[0].images[0], both[0]) and torch.equal(sinks[1].images[0], both[1])
