@@ -189,21 +189,16 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     paths = [check_output_path(p, inputs=images) for p in _output_paths(out, len(images), args.num_images)]
+    from .raster import is_raster_path
+
+    if any(is_raster_path(path) for path in images):
+        return _run_scene(args, model_spec, subfolder, images, prompt, paths, label, settings, device, dtype, start)
     sources = _read_sources(images, args.max_image_pixels)
 
     from .edit import edit_images
     from .images import save_image
-    from .loading import load_editor
 
-    model = load_editor(
-        model_spec,
-        subfolder=subfolder,
-        dtype=dtype,
-        text_encoder_dtype=None if args.text_encoder_dtype == "same" else args.text_encoder_dtype,
-        device=device,
-        text_encoder=getattr(args, "text_encoder", None),
-        position_table=getattr(args, "position_table", "effective"),
-    )
+    model = _load(args, model_spec, subfolder, device, dtype)
     print(f"{label}: {model.describe()} on {device} ({model.dtype})", file=sys.stderr)
     result = edit_images(
         model,
@@ -223,7 +218,95 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
         images_out = [stamp_label(image, args.stamp) for image in images_out]
     for image, path in zip(images_out, paths, strict=True):
         save_image(image, path)
+        if is_raster_path(path):
+            print(f"  {path.name}: the source has no georeference (not a GeoTIFF): wrote a plain TIFF", file=sys.stderr)
         print(f"wrote {path}")
+    print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _load(args, model_spec: str, subfolder: str | None, device, dtype):
+    from .loading import load_editor
+
+    return load_editor(
+        model_spec,
+        subfolder=subfolder,
+        dtype=dtype,
+        text_encoder_dtype=None if args.text_encoder_dtype == "same" else args.text_encoder_dtype,
+        device=device,
+        text_encoder=getattr(args, "text_encoder", None),
+        position_table=getattr(args, "position_table", "effective"),
+    )
+
+
+def _scene_tags(args, model, model_spec: str, prompt: str, settings) -> dict[str, str]:
+    from . import __version__
+
+    settings = settings.for_model(model)
+    return {
+        "RSEDIT_INSTRUCTION": prompt,
+        "RSEDIT_NEGATIVE_PROMPT": args.negative_prompt,
+        "RSEDIT_MODEL": model_spec,
+        "RSEDIT_BACKBONE": model.backbone.name,
+        "RSEDIT_SEED": str(settings.seed),
+        "RSEDIT_TEXT_CFG": f"{settings.text_cfg:g}",
+        "RSEDIT_IMAGE_CFG": f"{settings.image_cfg:g}",
+        "RSEDIT_STEPS": str(settings.steps),
+        "RSEDIT_SCHEDULER": settings.scheduler,
+        "RSEDIT_TILE": "off" if settings.tile == 0 else str(settings.tile or defaults.TILE),
+        "RSEDIT_VERSION": __version__,
+    }
+
+
+def _run_scene(args, model_spec, subfolder, images, prompt, paths, label, settings, device, dtype, start) -> int:
+    """A GeoTIFF source: read and written by windows (edit_scene); GeoTIFF outputs on its grid."""
+    import contextlib
+
+    from .errors import InputError
+    from .raster import RasterSink, RasterSource, is_raster_path
+
+    if len(images) != 1:
+        raise InputError(f"Edit one GeoTIFF per run; got {len(images)} --image files. Run rsedit edit once per scene.")
+    if args.size_policy != "pad":
+        raise InputError(
+            f"--size-policy {args.size_policy} would change the scene's pixel grid; a GeoTIFF is edited with "
+            "--size-policy pad (the default), which keeps it."
+        )
+    raster_options = dict(keep_other_bands=args.keep_other_bands, cog=args.cog, compress=args.compress)
+    with RasterSource.open(images[0], bands=args.bands, stretch=args.stretch, max_pixels=args.max_image_pixels) as src:
+        for note in src.notes:
+            print(f"  {images[0].name}: {note}", file=sys.stderr)
+        for path in paths:  # checked before the model loads; nothing is created yet
+            if is_raster_path(path):
+                RasterSink(path, src.geo, source=src, **raster_options)
+            elif args.keep_other_bands or args.cog:
+                raise InputError(f"--keep-other-bands and --cog apply to GeoTIFF outputs; {path.name} is not one.")
+        model = _load(args, model_spec, subfolder, device, dtype)
+        print(f"{label}: {model.describe()} on {device} ({model.dtype})", file=sys.stderr)
+        tags = _scene_tags(args, model, model_spec, prompt, settings)
+        from .edit import edit_scene
+        from .images import save_image
+        from .scene import TensorSink
+
+        with contextlib.ExitStack() as stack:
+            sinks = [
+                stack.enter_context(RasterSink(path, src.geo, source=src, tags=tags, **raster_options))
+                if is_raster_path(path)
+                else TensorSink(1, src.height, src.width)
+                for path in paths
+            ]
+            notes = edit_scene(
+                model, src, sinks, prompt, negative_prompt=args.negative_prompt, settings=settings, callback=_progress
+            )
+        for note in notes:
+            print(f"  {note}", file=sys.stderr)
+        for sink, path in zip(sinks, paths, strict=True):
+            if isinstance(sink, TensorSink):
+                save_image(sink.images[0], path)
+                print(f"  {path.name}: {path.suffix} keeps no georeference; use a .tif --out for that", file=sys.stderr)
+            for note in getattr(sink, "notes", []):
+                print(f"  {path.name}: {note}", file=sys.stderr)
+            print(f"wrote {path}")
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 
@@ -328,6 +411,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="Long-CLIP .pt only: position table to use (default effective).",
     )
     _add_sampling_args(edit)
+    geo = edit.add_argument_group("GeoTIFF sources (read and written by windows, the output on the source's grid)")
+    geo.add_argument(
+        "--bands",
+        help="1-based bands to edit as red,green,blue, e.g. 3,2,1 (default: by colour interpretation or band "
+        "names, else 1,2,3).",
+    )
+    geo.add_argument(
+        "--stretch",
+        default="percentile",
+        help="How source values map to the model's 0..1 (and back): 'percentile' (default: 2nd-98th per band, "
+        "8-bit as is), 'percentile:P1,P2', 'MIN,MAX' in source values (or one MIN,MAX per band, ';'-separated) "
+        "or 'none'.",
+    )
+    geo.add_argument(
+        "--keep-other-bands",
+        action="store_true",
+        help="Copy the bands not edited (e.g. NIR) into the output unchanged; they no longer match the edit.",
+    )
+    geo.add_argument("--cog", action="store_true", help="Write a Cloud-Optimized GeoTIFF.")
+    geo.add_argument(
+        "--compress",
+        choices=("deflate", "lzw", "zstd", "none"),
+        default="deflate",
+        help="GeoTIFF compression (default deflate).",
+    )
     edit.set_defaults(func=cmd_edit)
 
     demo = commands.add_parser(
