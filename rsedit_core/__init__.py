@@ -26,7 +26,14 @@ _EXPORTS = {
     "EditResult": "edit",
     "edit_images": "edit",
     "run_edit": "edit",
+    "edit_scene": "edit",
     "decode": "edit",
+    "TensorSource": "scene",
+    "TensorSink": "scene",
+    "RasterSource": "raster",
+    "RasterSink": "raster",
+    "read_raster": "raster",
+    "write_raster": "raster",
     "encode_text": "text",
     "TextConditioning": "text",
     "encode_source": "conditioning",
@@ -67,7 +74,7 @@ if TYPE_CHECKING:
     from .backbones import BACKBONES, Backbone, get_backbone
     from .conditioning import SourceLatents, encode_source
     from .damage import assess, damage_scores, load_damage_model
-    from .edit import EditResult, decode, edit_images, run_edit
+    from .edit import EditResult, decode, edit_images, edit_scene, run_edit
     from .editor import EditorModel
     from .errors import (
         InputError,
@@ -79,5 +86,7 @@ if TYPE_CHECKING:
     )
     from .images import load_image, save_image
     from .loading import load_editor
+    from .raster import RasterSink, RasterSource, read_raster, write_raster
+    from .scene import TensorSink, TensorSource
     from .settings import EditSettings
     from .text import TextConditioning, encode_text
