@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -66,20 +66,36 @@ def check_output_path(
     return path
 
 
+def _create_temporary(path: Path) -> Path:
+    """A new, empty file beside ``path``, created with the mode a plain ``open(path, "w")`` gives
+    (``0o666`` less the umask: the kernel applies it), not ``mkstemp``'s private ``0o600``."""
+    for _ in range(100):
+        name = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return name
+    raise FileExistsError(f"Could not create a temporary file beside {path}: every name tried exists.")
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
     On any error the temporary file is removed and ``path`` is left as it was. The temporary name
-    keeps the suffix, so writers that choose a format from the extension still work.
+    keeps the suffix, so writers that choose a format from the extension still work. The final file
+    has the permissions ``open(path, "w")`` would give it: those of the file it replaces, else
+    ``0o666`` less the umask.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    os.close(fd)
-    temporary = Path(name)
+    temporary = _create_temporary(path)
     try:
         yield temporary
+        with contextlib.suppress(OSError):  # a file being replaced keeps its mode, as open(path, "w") keeps it
+            os.chmod(temporary, os.stat(path).st_mode & 0o777)
         os.replace(temporary, path)
     finally:
         with contextlib.suppress(OSError):

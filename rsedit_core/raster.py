@@ -8,6 +8,11 @@ back: CRS, transform, dtype, nodata, band names and the stretch itself (:class:`
 GeoTIFF on the source's grid, nodata kept as nodata, atomically. Bad input raises an
 :class:`~rsedit_core.errors.InputError` that says what is wrong and how to fix it.
 
+A scene too large to hold as a float copy is edited window by window: :class:`RasterSource`
+resolves bands and stretch as :func:`read_raster` does and reads any window on demand;
+:class:`RasterSink` writes windows back as :func:`write_raster` does. The two functions are these
+classes applied to the whole scene, so both paths share one implementation.
+
 The stretch syntax (:func:`parse_stretch`, the CLI's ``--stretch``):
 
 ``percentile``
@@ -29,8 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, require
+from .limits import MAX_PIXELS_ENV, max_image_pixels
 from .outputs import atomic_output, check_output_path
 
 RASTER_SUFFIXES = (".tif", ".tiff")
@@ -145,13 +153,20 @@ class Stretch:
         import numpy as np
 
         array = np.asarray(array)
-        low, high = self._columns(array)
+        self._columns(array)
         out = array.astype(np.float32, copy=True)
+        self._apply(out)
+        return out
+
+    def _apply(self, out) -> None:
+        """:meth:`forward` in place on float32 ``out`` ``[C, ...]`` holding source values (a view will do)."""
+        import numpy as np
+
+        low, high = self._columns(out)
         out -= low.astype(np.float32)
         out *= (1.0 / (high - low)).astype(np.float32)
         np.clip(out, 0.0, 1.0, out=out)
         out[np.isnan(out)] = 0.0
-        return out
 
     def inverse(self, array01, dtype):
         """``[C, ...]`` in ``0..1`` -> source values of ``dtype`` (integers rounded and clipped to its range)."""
@@ -611,6 +626,301 @@ def _no_maximum(path: Path, dtype, values, valid) -> InputError:
     )
 
 
+def _too_large(path: Path, width: int, height: int, limit: int, whole: bool) -> InputError:
+    pixels = width * height
+    start = f"{path} is {width}x{height} = {pixels:,} pixels, over the limit of {limit:,} pixels that guards "
+    if whole:
+        return InputError(
+            f"{start}against exhausting memory. Reading it needs about {pixels * 13 / 1e9:.1f} GB (three float32 bands "
+            f"and a mask). If you have the memory, raise the limit: set the environment variable "
+            f"{MAX_PIXELS_ENV} to {pixels} or more (0 = no limit), pass max_pixels= to read_raster, or use the "
+            "CLI's --max-image-pixels. Or cut the scene into tiles first (e.g. gdal_translate -srcwin)."
+        )
+    return InputError(
+        f"{start}against decompression bombs and exhausting memory (windows are read one at a time, but an edit "
+        f"still holds the scene's latents). If the scene is meant to be this large, raise the limit: set the "
+        f"environment variable {MAX_PIXELS_ENV} to {pixels} or more (0 = no limit), pass max_pixels= to "
+        "RasterSource.open, or use the CLI's --max-image-pixels."
+    )
+
+
+def _invalid_note(invalid: int, total: int, nodata, estimated: bool) -> str:
+    if estimated:
+        what = f"about {_percent(invalid, total)} of the pixels (estimated from a decimated read)"
+    else:
+        what = f"{invalid:,} pixels ({_percent(invalid, total)})"
+    return f"{what} are nodata or masked: black in the image, " + (
+        "written back as nodata" if nodata is not None else "masked again on write"
+    )
+
+
+def _check_window(height: int, width: int, top, left, rows, cols, doing: str) -> tuple[int, int, int, int]:
+    """``top, left, rows, cols`` as ints, refused unless they name a non-empty window inside ``height x width``."""
+    try:
+        top, left, rows, cols = (operator.index(v) for v in (top, left, rows, cols))
+    except TypeError:
+        raise InputError(
+            f"Cannot {doing} the window top={top!r}, left={left!r}, {rows!r}x{cols!r}: give whole numbers of pixels."
+        ) from None
+    if top < 0 or left < 0 or rows < 1 or cols < 1 or top + rows > height or left + cols > width:
+        raise InputError(
+            f"Cannot {doing} rows {top}..{top + rows - 1}, columns {left}..{left + cols - 1}: the window must be at "
+            f"least 1x1 and lie inside the scene ({height} rows x {width} columns, 0-based)."
+        )
+    return top, left, rows, cols
+
+
+class RasterSource:
+    """Three bands of a GeoTIFF read window by window, stretched to ``0..1`` exactly like :func:`read_raster`.
+
+    :meth:`open` chooses the bands, checks the file and resolves the stretch as :func:`read_raster`
+    does (same notes and errors; percentiles from a decimated read of about :data:`SAMPLE_PIXELS`
+    pixels), without reading the scene into memory. :meth:`read` gives one window as float32
+    ``[1, 3, h, w]`` in ``0..1`` (invalid pixels black), :meth:`valid` its bool ``[h, w]`` mask.
+    The GDAL dataset stays open between reads (one handle per source) until :meth:`close` or the
+    end of a ``with`` block. ``count`` is 1 (one scene); ``geo`` carries the resolved stretch, so a
+    :class:`RasterSink` maps an edit back through it. Not thread-safe.
+    """
+
+    def __init__(self, ds, path: Path):
+        """Internal: use :meth:`open`."""
+        self._ds = ds
+        self.path = path
+        self.height, self.width = ds.height, ds.width
+        self.count = 1
+        self.geo: GeoInfo
+        self.notes: list[str] = []
+        self._head: list[str] = []
+        self._tail: list[str] = []
+        self._last_valid: tuple[tuple[int, int, int, int], Any] | None = None
+
+    def _select(self, chosen: Sequence[int], nodata: float | None, dtype) -> None:
+        """Which bands are read, and how their validity is told."""
+        self._unique = sorted(set(chosen))
+        self._channels = [self._unique.index(b) for b in chosen]
+        self._nodata = nodata
+        self._is_float = dtype.kind == "f"
+        self._mask_bands = _mask_bands(self._ds, self._unique)
+        self._block = self._ds.block_shapes[self._unique[0] - 1]
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        bands: str | Sequence[int] | None = None,
+        stretch: str | StretchSpec | Stretch | None = "percentile",
+        max_pixels: int | None = None,
+    ) -> RasterSource:
+        """Open a GeoTIFF for windowed reading; the arguments are :func:`read_raster`'s.
+
+        ``notes`` are :func:`read_raster`'s, except that the share of nodata pixels of a scene larger
+        than :data:`SAMPLE_PIXELS` is estimated from the decimated read (and says so).
+        """
+        return cls._open(path, bands, stretch, max_pixels, whole=False)
+
+    @classmethod
+    def _open(cls, path, bands, stretch, max_pixels, *, whole: bool) -> RasterSource:
+        """``whole``: the caller (:func:`read_raster`) reads every pixel and counts the invalid ones itself."""
+        spec = parse_stretch(stretch)
+        limit = max_image_pixels(max_pixels)
+        path = Path(path).expanduser()
+        _check_file(path)
+        ds = _open(path)
+        try:
+            source = cls(ds, path)
+            with _gdal_errors(path, "read"):
+                source._resolve(spec, bands, limit, whole)
+        except BaseException:
+            ds.close()
+            raise
+        return source
+
+    @classmethod
+    def _for_geo(cls, geo: GeoInfo, why: str, remedy: str) -> RasterSource:
+        """The source ``geo`` was read from, reopened with ``geo``'s bands and stretch as they are.
+        ``why`` / ``remedy`` complete the errors for a source that is gone or changed."""
+        import numpy as np
+
+        path = Path(geo.path)
+        if not path.is_file():
+            raise InputError(f"{why} {path}, which no longer exists. Restore it, or {remedy}.")
+        ds = _open(path)
+        try:
+            _check_source_unchanged(ds, geo, why, remedy)
+            source = cls(ds, path)
+            source._select(geo.bands, geo.nodata, np.dtype(geo.dtype))
+            source.geo = geo
+        except BaseException:
+            ds.close()
+            raise
+        return source
+
+    def _resolve(self, spec, bands, limit: int, whole: bool) -> None:
+        import numpy as np
+
+        ds, path = self._ds, self.path
+        if ds.count == 0:
+            subdatasets = list(getattr(ds, "subdatasets", []) or [])
+            hint = f" It holds subdatasets; open one of them, e.g. {subdatasets[0]!r}." if subdatasets else ""
+            raise InputError(f"{path} has no raster bands.{hint} Give a GeoTIFF with 1 or more bands.")
+        dtype = np.dtype(ds.dtypes[0])
+        if dtype.kind not in "iuf" or len(set(ds.dtypes)) != 1:
+            raise InputError(
+                f"{path} holds {', '.join(sorted(set(ds.dtypes)))} bands; RSEdit reads integer or float bands of one "
+                "type. Convert it first, e.g. gdal_translate -ot Float32."
+            )
+        width, height = ds.width, ds.height
+        if limit and width * height > limit:
+            raise _too_large(path, width, height, limit, whole)
+        chosen, band_notes = _choose_bands(ds, bands, path)
+        nodata = None if ds.nodata is None else float(ds.nodata)
+        self._select(chosen, nodata, dtype)
+        unique, channels, mask_bands = self._unique, self._channels, self._mask_bands
+        if self._is_float and isinstance(spec, StretchSpec) and spec.kind == "none":  # refused before any full read
+            raise _no_maximum(path, dtype, *_sample(ds, unique, nodata, self._is_float, mask_bands))
+
+        sample = None
+
+        def sampled():
+            nonlocal sample
+            if sample is None:
+                sample = _sample(ds, unique, nodata, self._is_float, mask_bands)
+            return sample
+
+        labels = [_band_name(b, ds.descriptions, _interp(ds)) for b in unique]
+        resolved, stretch_notes = _resolve_stretch(spec, dtype, channels, sampled, path, labels)
+        if not whole:
+            sampled()  # the share of invalid pixels, for the notes
+        total = width * height
+        invalid = None
+        if sample is not None and sample[1].any():
+            seen = sample[1]
+            invalid = (int(seen.size - np.count_nonzero(seen)), seen.size, seen.size < total)
+        else:  # no sample taken, or it holds no valid pixel: look at every pixel, window by window
+            count, values = self._scan(values=resolved is None, every=resolved is None or not whole)
+            if not count:
+                what = f"nodata (value {_number(nodata)})" if nodata is not None else "masked"
+                if nodata is not None and mask_bands:
+                    what = f"nodata (value {_number(nodata)}) or masked"
+                raise InputError(
+                    f"Every pixel of {', '.join(labels)} in {path} is {what}, so there is nothing to edit. Check that "
+                    "this is the right file and bands (a tile outside the scene's footprint?); if the nodata value is "
+                    "wrong, fix it with gdal_edit.py -a_nodata VALUE or remove it with gdal_edit.py -unsetnodata."
+                )
+            if resolved is None:  # the decimated read missed every valid pixel: use them all
+
+                def every():
+                    return values, np.ones(values.shape[1], dtype=bool)
+
+                resolved, stretch_notes = _resolve_stretch(spec, dtype, channels, every, path, labels)
+            if not whole:
+                invalid = (total - count, total, False)
+        self.geo = geo = _geo_info(ds, path, chosen, resolved, dtype, nodata, mask_bands)
+
+        clipped = (
+            "" if resolved.kind in ("8bit", "none") else " (values outside are clipped; a wider MIN,MAX keeps them)"
+        )
+        summary = f"{path.name}: {geo.describe()}; {resolved.describe(geo.band_names())}{clipped}"
+        self._head = [*band_notes, summary, *stretch_notes]
+        if not geo.has_georeference():
+            self._tail = [
+                f"{path.name} has no georeference (no CRS and no transform); the edit will be written as a plain TIFF"
+                if geo.transform is None
+                else f"{path.name} has no CRS; the edit will be written with its pixel grid (transform) only"
+            ]
+        self.notes = self._notes(invalid)
+
+    def _notes(self, invalid: tuple[int, int, bool] | None) -> list[str]:
+        """The notes, with the count (or estimate) ``(invalid, total, estimated)`` of invalid pixels."""
+        middle = [_invalid_note(*invalid[:2], self._nodata, invalid[2])] if invalid and invalid[0] else []
+        return [*self._head, *middle, *self._tail]
+
+    def _raw(self, window):
+        """The unique selected bands of ``window`` in source values ``[U, h, w]``, and its validity ``[h, w]``."""
+        ds = self._ds
+        with _gdal_errors(self.path, "read"):
+            raw = ds.read(self._unique, window=window)
+            masks = [ds.read_masks(b, window=window) for b in self._mask_bands]
+        return raw, _validity(raw, self._nodata, self._is_float, masks)
+
+    def _scan(self, *, values: bool, every: bool) -> tuple[int, Any]:
+        """The valid pixels, window by window: ``(how many, their values [U, N] or None)``. ``every``: count
+        them all (else stop at the first); ``values``: keep their values, thinned by 2 whenever more than
+        4 x :data:`SAMPLE_PIXELS` are kept (so memory stays bounded)."""
+        import numpy as np
+
+        count, parts, kept, stride = 0, [], 0, 1
+        for window in _windows(self.height, self.width, self._block):
+            raw, valid = self._raw(window)
+            found = int(np.count_nonzero(valid))
+            count += found
+            if found and not every:
+                break
+            if found and values:
+                parts.append(raw[:, valid][:, ::stride])
+                kept += parts[-1].shape[1]
+                if kept > 4 * SAMPLE_PIXELS:
+                    parts = [np.concatenate(parts, axis=1)[:, ::2]]
+                    kept, stride = parts[0].shape[1], stride * 2
+        return count, (np.concatenate(parts, axis=1) if parts else None)
+
+    def _check_open(self, doing: str) -> None:
+        if self._ds.closed:
+            raise InputError(f"Cannot {doing} {self.path}: this RasterSource is closed. Open it again.")
+
+    def _window(self, window, out=None):
+        """``window`` stretched: float32 ``[3, h, w]`` (into ``out`` when given) and its validity."""
+        import numpy as np
+
+        raw, valid = self._raw(window)
+        image = np.empty((3, *valid.shape), dtype=np.float32) if out is None else out
+        for channel, row in enumerate(self._channels):
+            image[channel] = raw[row]
+        self.geo.stretch._apply(image)
+        image[:, ~valid] = 0.0
+        return image, valid
+
+    def read(self, top: int, left: int, height: int, width: int):
+        """Rows ``top..top+height-1`` and columns ``left..left+width-1`` as float32 ``[1, 3, h, w]`` in ``0..1``
+        (a torch tensor), stretched like :func:`read_raster`; nodata and masked pixels are 0."""
+        import torch
+        from rasterio.windows import Window
+
+        self._check_open("read")
+        key = _check_window(self.height, self.width, top, left, height, width, "read")
+        image, valid = self._window(Window(key[1], key[0], key[3], key[2]))
+        self._last_valid = (key, valid)
+        return torch.from_numpy(image).unsqueeze(0)
+
+    def valid(self, top: int, left: int, height: int, width: int):
+        """The window's numpy bool ``[h, w]``: True where every selected band holds data (not nodata, not masked,
+        finite). Free after :meth:`read` of the same window."""
+        import numpy as np
+        from rasterio.windows import Window
+
+        self._check_open("read")
+        key = _check_window(self.height, self.width, top, left, height, width, "read")
+        if self._last_valid is not None and self._last_valid[0] == key:
+            return self._last_valid[1].copy()
+        if self._nodata is None and not self._is_float and not self._mask_bands:
+            return np.ones((key[2], key[3]), dtype=bool)  # nothing can be invalid: no need to read
+        return self._raw(Window(key[1], key[0], key[3], key[2]))[1]
+
+    def close(self) -> None:
+        """Close the GDAL dataset (idempotent)."""
+        self._ds.close()
+
+    def __enter__(self) -> RasterSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ds.closed else "open"
+        return f"RasterSource({str(self.path)!r}, {self.width}x{self.height}, bands {self.geo.bands}, {state})"
+
+
 def read_raster(
     path: str | os.PathLike,
     bands: str | Sequence[int] | None = None,
@@ -623,111 +933,23 @@ def read_raster(
     red, green, blue by colour interpretation, else by band description, else bands 1-3 (noted).
     ``stretch``: text in the module's syntax, a :class:`StretchSpec` or a :class:`Stretch` (e.g.
     ``scene.geo.stretch`` of another tile of the same scene, so both stretch alike).
-    ``max_pixels``: the pixel limit of :func:`rsedit_core.images.max_image_pixels` (and its
+    ``max_pixels``: the pixel limit of :func:`rsedit_core.limits.max_image_pixels` (and its
     ``RSEDIT_MAX_IMAGE_PIXELS``), checked before anything is read.
+    The scene is read by :class:`RasterSource` in windows of about :data:`CHUNK_PIXELS`, each stretched
+    straight into the one full-size array.
     """
     import numpy as np
 
-    from .images import MAX_PIXELS_ENV, max_image_pixels
-
-    spec = parse_stretch(stretch)
-    limit = max_image_pixels(max_pixels)
-    path = Path(path).expanduser()
-    _check_file(path)
-    notes: list[str] = []
-    with _open(path) as ds, _gdal_errors(path, "read"):
-        if ds.count == 0:
-            subdatasets = list(getattr(ds, "subdatasets", []) or [])
-            hint = f" It holds subdatasets; open one of them, e.g. {subdatasets[0]!r}." if subdatasets else ""
-            raise InputError(f"{path} has no raster bands.{hint} Give a GeoTIFF with 1 or more bands.")
-        dtype = np.dtype(ds.dtypes[0])
-        if dtype.kind not in "iuf" or len(set(ds.dtypes)) != 1:
-            raise InputError(
-                f"{path} holds {', '.join(sorted(set(ds.dtypes)))} bands; RSEdit reads integer or float bands of one "
-                "type. Convert it first, e.g. gdal_translate -ot Float32."
-            )
-        width, height = ds.width, ds.height
-        pixels = width * height
-        if limit and pixels > limit:
-            raise InputError(
-                f"{path} is {width}x{height} = {pixels:,} pixels, over the limit of {limit:,} pixels that guards "
-                f"against exhausting memory. Reading it needs about {pixels * 13 / 1e9:.1f} GB (three float32 bands "
-                f"and a mask). If you have the memory, raise the limit: set the environment variable "
-                f"{MAX_PIXELS_ENV} to {pixels} or more (0 = no limit), pass max_pixels= to read_raster, or use the "
-                "CLI's --max-image-pixels. Or cut the scene into tiles first (e.g. gdal_translate -srcwin)."
-            )
-        chosen, band_notes = _choose_bands(ds, bands, path)
-        notes += band_notes
-        unique = sorted(set(chosen))
-        channels = [unique.index(b) for b in chosen]
-        nodata = None if ds.nodata is None else float(ds.nodata)
-        is_float = dtype.kind == "f"
-        mask_bands = _mask_bands(ds, unique)
-        if is_float and isinstance(spec, StretchSpec) and spec.kind == "none":  # refused before the full read
-            raise _no_maximum(path, dtype, *_sample(ds, unique, nodata, is_float, mask_bands))
-
+    with RasterSource._open(path, bands, stretch, max_pixels, whole=True) as source:
+        height, width = source.height, source.width
         image = np.empty((3, height, width), dtype=np.float32)
         valid = np.empty((height, width), dtype=bool)
-        for window in _windows(height, width, ds.block_shapes[unique[0] - 1]):
+        for window in _windows(height, width, source._block):
             rows, cols = window.toslices()
-            raw = ds.read(unique, window=window)
-            masks = [ds.read_masks(b, window=window) for b in mask_bands]
-            valid[rows, cols] = _validity(raw, nodata, is_float, masks)
-            image[:, rows, cols] = raw[channels]
-        if not valid.any():
-            what = f"nodata (value {_number(nodata)})" if nodata is not None else "masked"
-            if nodata is not None and mask_bands:
-                what = f"nodata (value {_number(nodata)}) or masked"
-            raise InputError(
-                f"Every pixel of {', '.join(_band_name(b, ds.descriptions, _interp(ds)) for b in unique)} in {path} "
-                f"is {what}, so there is nothing to edit. Check that this is the right file and bands (a tile outside "
-                "the scene's footprint?); if the nodata value is wrong, fix it with gdal_edit.py -a_nodata VALUE "
-                "or remove it with gdal_edit.py -unsetnodata."
-            )
-
-        def sample():
-            if width * height <= SAMPLE_PIXELS:  # exact: every pixel, already in memory (not yet stretched)
-                return _rows(image, channels), valid
-            return _sample(ds, unique, nodata, is_float, mask_bands)
-
-        labels = [_band_name(b, ds.descriptions, _interp(ds)) for b in unique]
-        resolved, stretch_notes = _resolve_stretch(spec, dtype, channels, sample, path, labels)
-        if resolved is None:  # the decimated read missed every valid pixel: use them all
-
-            def every():
-                return _rows(image, channels), valid
-
-            resolved, stretch_notes = _resolve_stretch(spec, dtype, channels, every, path, labels)
-        geo = _geo_info(ds, path, chosen, resolved, dtype, nodata, mask_bands)
-
-    step = max(1, CHUNK_PIXELS // max(width, 1))
-    for row in range(0, height, step):  # in place, a strip at a time: no second full-size array
-        part = image[:, row : row + step]
-        part[...] = resolved.forward(part)
-        part[:, ~valid[row : row + step]] = 0.0
-    names = geo.band_names()
-    clipped = "" if resolved.kind in ("8bit", "none") else " (values outside are clipped; a wider MIN,MAX keeps them)"
-    notes.append(f"{path.name}: {geo.describe()}; {resolved.describe(names)}{clipped}")
-    notes += stretch_notes
-    invalid = int(valid.size - np.count_nonzero(valid))
-    if invalid:
-        notes.append(
-            f"{invalid:,} pixels ({_percent(invalid, valid.size)}) are nodata or masked: black in the image, "
-            + ("written back as nodata" if nodata is not None else "masked again on write")
-        )
-    if not geo.has_georeference():
-        notes.append(
-            f"{path.name} has no georeference (no CRS and no transform); the edit will be written as a plain TIFF"
-            if geo.transform is None
-            else f"{path.name} has no CRS; the edit will be written with its pixel grid (transform) only"
-        )
-    return RasterScene(image=image, valid=valid, geo=geo, notes=notes)
-
-
-def _rows(image, channels: Sequence[int]):
-    """``image`` rows indexed like the unique bands (row ``u`` = the first channel reading band ``u``)."""
-    firsts = [channels.index(u) for u in sorted(set(channels))]
-    return image[firsts]
+            valid[rows, cols] = source._window(window, out=image[:, rows, cols])[1]
+        invalid = int(valid.size - np.count_nonzero(valid))
+        notes = source._notes((invalid, valid.size, False))
+        return RasterScene(image=image, valid=valid, geo=source.geo, notes=notes)
 
 
 def _interp(ds) -> tuple[str, ...]:
@@ -832,15 +1054,258 @@ def _cog_driver_available() -> bool:
         return "COG" in env.drivers()
 
 
-def _check_source_unchanged(src, geo: GeoInfo) -> None:
+def _check_source_unchanged(src, geo: GeoInfo, why: str, remedy: str) -> None:
     now = (src.width, src.height, src.count, str(src.dtypes[0]))
     then = (geo.width, geo.height, geo.count, geo.dtype)
     if now != then:
         raise InputError(
-            f"keep_other_bands copies the other bands from {geo.path}, but that file changed since it was read "
-            f"({then[0]}x{then[1]}, {then[2]} bands, {then[3]} then; {now[0]}x{now[1]}, {now[2]} bands, {now[3]} "
-            "now). Read it again, or write without keep_other_bands."
+            f"{why} {geo.path}, but that file changed since it was read ({then[0]}x{then[1]}, {then[2]} bands, "
+            f"{then[3]} then; {now[0]}x{now[1]}, {now[2]} bands, {now[3]} now). Read it again, or {remedy}."
         )
+
+
+_KEEP_WHY = "keep_other_bands copies the other bands from"
+_KEEP_REMEDY = "write without keep_other_bands"
+_VALID_WHY = "RasterSink takes which pixels are nodata from"
+_VALID_REMEDY = "pass each window's mask as write(..., valid=...)"
+
+
+def _as_pixels(pixels):
+    """A window to write as float32 numpy ``[3, h, w]`` (from numpy or torch, ``[3, h, w]`` or ``[1, 3, h, w]``)."""
+    import numpy as np
+
+    if hasattr(pixels, "detach"):  # a torch tensor
+        pixels = pixels.detach().to("cpu").float().numpy()
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.ndim == 4 and pixels.shape[0] == 1:
+        pixels = pixels[0]
+    if pixels.ndim != 3 or pixels.shape[0] != 3:
+        raise InputError(
+            f"RasterSink.write takes one window of pixels [3, h, w] (or [1, 3, h, w]) in 0..1; got "
+            f"{tuple(pixels.shape)}."
+        )
+    return pixels
+
+
+class RasterSink:
+    """A GeoTIFF on ``geo``'s grid written window by window, as :func:`write_raster` writes a whole image.
+
+    Use it as a context manager: ``with RasterSink(path, geo) as sink: sink.write(0, top, left, pixels)``
+    for every window of the scene, each exactly once. ``pixels`` (float32 ``[3, h, w]`` in ``0..1``,
+    numpy or torch) is mapped back through ``geo.stretch.inverse`` into the source dtype; pixels
+    where the source is invalid (``write(..., valid=)`` when given, else ``source.valid`` of the
+    :class:`RasterSource` passed as ``source``, else ``geo.path`` reopened, once) become nodata, or
+    are masked by a dataset mask for a source without a nodata value; valid pixels that would
+    equal nodata move one step off it. ``keep_other_bands`` copies the unedited bands of the source
+    window by window. Windows go to GDAL as they come (any size; full-width row bands top to bottom
+    is the usual order): GDAL's block cache holds the partly written :data:`BLOCK_SIZE` tiles until
+    later windows complete them, so each tile is compressed once as long as ``GDAL_CACHEMAX`` (5% of
+    RAM by default) holds one row of tiles; below that the file is still right, only larger.
+
+    Path, compression and tags are checked at construction, before any file exists; the file is
+    created on entering the ``with`` beside ``path``. A clean exit checks that every pixel was
+    written, finalises (metadata, tags, COG conversion) and renames it over ``path``; ``notes`` then
+    holds :func:`write_raster`'s notes. An exception inside the ``with`` removes the temporary
+    file(s) and leaves ``path`` as it was.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        geo: GeoInfo,
+        *,
+        source: RasterSource | None = None,
+        keep_other_bands: bool = False,
+        cog: bool = False,
+        compress: str = "deflate",
+        tags: dict[str, Any] | None = None,
+    ):
+        import numpy as np
+
+        if source is not None and not isinstance(source, RasterSource):
+            raise InputError(f"source must be the RasterSource the edit was read from; got {type(source).__name__}.")
+        inputs = [geo.path] + ([source.path] if source is not None else [])
+        self.path = check_output_path(path, inputs=inputs, suffixes=RASTER_SUFFIXES, option="The output")
+        codec = str(compress).strip().lower()
+        if codec not in COMPRESSIONS:
+            raise InputError(f"Unknown compression {compress!r}; use one of {', '.join(COMPRESSIONS)}.")
+        if source is not None and (
+            (source.height, source.width) != (geo.height, geo.width) or tuple(source.geo.bands) != tuple(geo.bands)
+        ):
+            theirs, ours = (",".join(map(str, bands)) for bands in (source.geo.bands, geo.bands))
+            raise InputError(
+                f"The source {source.path} ({source.width}x{source.height}, bands {theirs}) is not the scene geo "
+                f"describes ({geo.width}x{geo.height}, bands {ours}): pass the RasterSource that geo came from."
+            )
+        self.geo, self.source, self.keep_other_bands, self.cog, self.codec = geo, source, keep_other_bands, cog, codec
+        self.notes: list[str] = []
+        self._tags = _merge_tags(geo, tags)
+        self._dtype = dtype = np.dtype(geo.dtype)
+        self._early: list[str] = []
+        nodata = geo.nodata
+        if nodata is not None and not _nodata_fits(nodata, dtype):
+            self._early.append(
+                f"the source's nodata value {_number(nodata)} does not fit {dtype}; invalid pixels are masked"
+            )
+            nodata = None
+        self._nodata = nodata
+        self._fill = None if nodata is None else np.asarray(nodata).astype(dtype)
+        self._nudged = None if nodata is None or math.isnan(nodata) else _off_nodata(nodata, dtype)
+        self._count = geo.count if keep_other_bands else 3
+        self._state = "new"
+        self._stack: contextlib.ExitStack | None = None
+        self._dst = None
+        self._reference: RasterSource | None = None
+        self._written = 0
+        self._collisions = 0
+        self._masking = False
+        self._unmasked: list[Any] = []  # windows written before the first invalid pixel (mask them later)
+
+    def _source_for(self, why: str, remedy: str) -> RasterSource:
+        """The scene's source, for its validity or its other bands: ``source``, else ``geo.path`` reopened once."""
+        if self._reference is None:
+            if self.source is not None:
+                self._check_open_source(why, remedy)
+                self._reference = self.source
+            else:
+                self._reference = RasterSource._for_geo(self.geo, why, remedy)
+                self._stack.callback(self._reference.close)
+        return self._reference
+
+    def _check_open_source(self, why: str, remedy: str) -> None:
+        self.source._check_open("take pixels from")
+        _check_source_unchanged(self.source._ds, self.geo, why, remedy)
+
+    def __enter__(self) -> RasterSink:
+        rasterio = _rasterio()
+        if self._state != "new":
+            raise InputError("A RasterSink writes its file once: make a new RasterSink for another file.")
+        with contextlib.ExitStack() as stack:
+            self._stack = stack
+            if self.keep_other_bands:
+                self._source_for(_KEEP_WHY, _KEEP_REMEDY)
+            self._temporary = temporary = stack.enter_context(atomic_output(self.path))
+            self._target = temporary
+            if self.cog:
+                tiles = self._target = temporary.with_name(temporary.name.replace(".partial", ".tiles"))
+                stack.callback(lambda: tiles.unlink(missing_ok=True))
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), _gdal_errors(self.path, "write"):
+                self._dst = _create_gtiff(self._target, self.geo, self._count, self._nodata, self.codec, self.cog)
+            stack.callback(self._close_dst)
+            self._stack = stack.pop_all()
+        self._state = "open"
+        return self
+
+    def _close_dst(self) -> None:
+        if self._dst is not None and not self._dst.closed:
+            self._dst.close()
+
+    def write(self, index: int, top: int, left: int, pixels, valid=None) -> None:
+        """Write ``pixels`` (``[3, h, w]`` in ``0..1``) at rows ``top..``, columns ``left..`` of scene ``index`` (0).
+
+        ``valid``: this window's bool ``[h, w]`` (True = data), instead of the source's own validity.
+        """
+        import numpy as np
+
+        rasterio = _rasterio()
+        from rasterio.windows import Window
+
+        if self._state != "open":
+            raise InputError("RasterSink.write needs the sink open: write inside `with RasterSink(...) as sink:`.")
+        if isinstance(index, bool) or index != 0:
+            raise InputError(f"A RasterSink holds one scene: write with index 0; got {index!r}.")
+        pixels = _as_pixels(pixels)
+        geo = self.geo
+        top, left, rows, cols = _check_window(geo.height, geo.width, top, left, *pixels.shape[1:], "write")
+        if self._written + rows * cols > geo.height * geo.width:
+            raise InputError(
+                f"More pixels written to {self.path} than the scene's {geo.height}x{geo.width}: write every window "
+                "exactly once."
+            )
+        if valid is None:
+            ok = self._source_for(_VALID_WHY, _VALID_REMEDY).valid(top, left, rows, cols)
+        else:
+            if hasattr(valid, "detach"):
+                valid = valid.detach().to("cpu").numpy()
+            ok = np.asarray(valid)
+            if ok.shape != (rows, cols):
+                raise InputError(f"valid must be this window's [h, w] = [{rows}, {cols}] mask; got {tuple(ok.shape)}.")
+            ok = ok.astype(bool, copy=False)
+        window = Window(left, top, cols, rows)
+        others = None
+        if self.keep_other_bands:
+            reference = self._source_for(_KEEP_WHY, _KEEP_REMEDY)
+            with _gdal_errors(reference.path, "read"):
+                others = reference._ds.read(window=window)
+        out, collisions = _encode(geo, self._dtype, pixels, ok, others, self._fill, self._nudged)
+        self._collisions += collisions
+        dst = self._dst
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), _gdal_errors(self.path, "write"):
+            _write_window(dst, out, window)
+            if self._nodata is None and not self._masking and not ok.all():
+                self._masking = True  # the first invalid pixel: the windows before it get an all-valid mask
+                for earlier in self._unmasked:
+                    dst.write_mask(np.full((earlier.height, earlier.width), 255, np.uint8), window=earlier)
+                self._unmasked.clear()
+            if self._masking:
+                dst.write_mask(np.where(ok, 255, 0).astype(np.uint8), window=window)
+            elif self._nodata is None:
+                self._unmasked.append(window)
+        self._written += rows * cols
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stack, self._stack = self._stack, None
+        self._state = "closed"
+        if exc_type is not None:
+            return stack.__exit__(exc_type, exc, tb)  # removes the temporary file(s); the exception goes on
+        try:
+            notes = self._finish()
+        except BaseException:
+            if not stack.__exit__(*sys.exc_info()):
+                raise
+            return False
+        stack.__exit__(None, None, None)  # closes the sources opened here and renames the file into place
+        self.notes = notes
+        return False
+
+    def _finish(self) -> list[str]:
+        rasterio = _rasterio()
+        geo, dtype, codec = self.geo, self._dtype, self.codec
+        total = geo.height * geo.width
+        if self._written != total:
+            raise InputError(
+                f"Only {self._written:,} of the {total:,} pixels of {self.path} ({geo.width}x{geo.height}) were "
+                "written: write every window of the scene before the `with` block ends. Nothing was written."
+            )
+        notes = list(self._early)
+        if not geo.has_georeference():
+            if geo.transform is None:
+                notes.append(f"{Path(geo.path).name} has no georeference; wrote a plain TIFF")
+            else:
+                notes.append(f"{Path(geo.path).name} has no CRS; wrote a TIFF with its pixel grid (transform) only")
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), _gdal_errors(self.path, "write"):
+            _finish_gtiff(self._dst, geo, self.keep_other_bands, self._tags)
+            self._dst.close()
+            if self.cog:
+                notes.append(_make_cog(self._target, self._temporary, codec, dtype))
+        if self._collisions:
+            notes.append(
+                f"{self._collisions:,} edited pixel values equalled the nodata value {_number(self._nodata)}; moved "
+                "one step off it so they stay data"
+            )
+        if self._masking:
+            notes.append("the source has no nodata value: its invalid pixels are marked by a dataset mask")
+        if self.keep_other_bands:
+            others = [b for b in range(1, geo.count + 1) if b not in geo.bands]
+            if others:
+                names = ", ".join(geo.band_names(others))
+                verb = "it no longer matches" if len(others) == 1 else "they no longer match"
+                notes.append(f"{names} copied unchanged from the source: {verb} the edit (use with care)")
+            if len(set(geo.bands)) < 3:
+                notes.append("a band read more than once was written as the mean of its edited channels")
+        what = "Cloud-Optimized GeoTIFF" if self.cog else ("GeoTIFF" if geo.has_georeference() else "TIFF")
+        notes.append(f"wrote {self.path} ({what}, {geo.width}x{geo.height}, {self._count} bands, {dtype}, {codec})")
+        return notes
 
 
 def write_raster(
@@ -868,75 +1333,22 @@ def write_raster(
     tags written after the source's own and the RSEDIT_* ones (bands, stretch, source, and RSEDIT_TAGS
     naming the caller's keys, which a later write over this file as a source then drops).
     The file is written beside ``path`` and renamed over it when complete; the source is never
-    overwritten.
+    overwritten. This is :class:`RasterSink` fed the image in windows of about :data:`CHUNK_PIXELS`.
     """
     import numpy as np
 
-    rasterio = _rasterio()
-    path = check_output_path(path, inputs=[geo.path], suffixes=RASTER_SUFFIXES, option="The output")
-    codec = str(compress).strip().lower()
-    if codec not in COMPRESSIONS:
-        raise InputError(f"Unknown compression {compress!r}; use one of {', '.join(COMPRESSIONS)}.")
+    sink = RasterSink(path, geo, keep_other_bands=keep_other_bands, cog=cog, compress=compress, tags=tags)
     image = _as_image(image, geo)
     valid = _as_valid(valid, geo)
-    merged = _merge_tags(geo, tags)
-    dtype = np.dtype(geo.dtype)
     notes: list[str] = []
-
-    nodata = geo.nodata
-    if nodata is not None and not _nodata_fits(nodata, dtype):
-        notes.append(f"the source's nodata value {_number(nodata)} does not fit {dtype}; invalid pixels are masked")
-        nodata = None
-    use_mask = nodata is None and valid is not None and not bool(valid.all())
     if valid is None and geo.nodata is not None:
         notes.append("no valid mask given: every pixel written as data (pass valid=scene.valid to keep nodata)")
-    if not geo.has_georeference():
-        if geo.transform is None:
-            notes.append(f"{Path(geo.path).name} has no georeference; wrote a plain TIFF")
-        else:
-            notes.append(f"{Path(geo.path).name} has no CRS; wrote a TIFF with its pixel grid (transform) only")
-
-    count = geo.count if keep_other_bands else 3
-    with contextlib.ExitStack() as stack:
-        src = None
-        if keep_other_bands:
-            source = Path(geo.path)
-            if not source.is_file():
-                raise InputError(
-                    f"keep_other_bands copies the other bands from {source}, which no longer exists. Restore it, or "
-                    "write without keep_other_bands."
-                )
-            src = stack.enter_context(_open(source))
-            _check_source_unchanged(src, geo)
-        temporary = stack.enter_context(atomic_output(path))
-        target = temporary
-        if cog:
-            target = temporary.with_name(temporary.name.replace(".partial", ".tiles"))
-            stack.callback(lambda: target.unlink(missing_ok=True))
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), _gdal_errors(path, "write"):
-            collisions = _write_gtiff(
-                target, image, geo, src, valid, nodata, use_mask, count, codec, merged, dtype, cog
-            )
-            if cog:
-                notes.append(_make_cog(target, temporary, codec, dtype))
-    if collisions:
-        notes.append(
-            f"{collisions:,} edited pixel values equalled the nodata value {_number(nodata)}; moved one step off it "
-            "so they stay data"
-        )
-    if use_mask:
-        notes.append("the source has no nodata value: its invalid pixels are marked by a dataset mask")
-    if keep_other_bands:
-        others = [b for b in range(1, geo.count + 1) if b not in geo.bands]
-        if others:
-            names = ", ".join(geo.band_names(others))
-            verb = "it no longer matches" if len(others) == 1 else "they no longer match"
-            notes.append(f"{names} copied unchanged from the source: {verb} the edit (use with care)")
-        if len(set(geo.bands)) < 3:
-            notes.append("a band read more than once was written as the mean of its edited channels")
-    what = "Cloud-Optimized GeoTIFF" if cog else ("GeoTIFF" if geo.has_georeference() else "TIFF")
-    notes.append(f"wrote {path} ({what}, {geo.width}x{geo.height}, {count} bands, {dtype}, {codec})")
-    return notes
+    with sink:
+        for window in _windows(geo.height, geo.width, (BLOCK_SIZE, BLOCK_SIZE)):
+            rows, cols = window.toslices()
+            ok = np.broadcast_to(True, (window.height, window.width)) if valid is None else valid[rows, cols]
+            sink.write(0, window.row_off, window.col_off, image[:, rows, cols], valid=ok)
+    return notes + sink.notes
 
 
 def _merge_tags(geo: GeoInfo, tags: dict[str, Any] | None) -> dict[str, str]:
@@ -970,17 +1382,17 @@ def _creation_options(codec: str, dtype, fast: bool = False) -> dict[str, Any]:
     return options
 
 
-def _write_gtiff(target, image, geo, src, valid, nodata, use_mask, count, codec, tags, dtype, fast=False) -> int:
-    """The tiled GeoTIFF itself, written by windows; returns how many values were moved off nodata.
-    ``fast``: the intermediate tiles of a COG, compressed cheaply (the COG copy compresses with ``codec``)."""
+def _create_gtiff(target: Path, geo: GeoInfo, count: int, nodata, codec: str, fast: bool = False):
+    """The tiled GeoTIFF on ``geo``'s grid, open for writing. ``fast``: the intermediate tiles of a COG,
+    compressed cheaply (the COG copy compresses with ``codec``)."""
     import numpy as np
 
     rasterio = _rasterio()
     from rasterio.crs import CRS
-    from rasterio.enums import ColorInterp
     from rasterio.errors import NotGeoreferencedWarning
     from rasterio.transform import Affine
 
+    dtype = np.dtype(geo.dtype)
     profile: dict[str, Any] = dict(
         driver="GTiff", width=geo.width, height=geo.height, count=count, dtype=dtype.name, nodata=nodata
     )
@@ -989,67 +1401,75 @@ def _write_gtiff(target, image, geo, src, valid, nodata, use_mask, count, codec,
         profile["crs"] = CRS.from_wkt(geo.crs)
     if geo.transform is not None:
         profile["transform"] = Affine(*geo.transform)
-    fill = None if nodata is None else np.asarray(nodata).astype(dtype)
-    nudged = None if nodata is None or math.isnan(nodata) else _off_nodata(nodata, dtype)
-    unique = sorted(set(geo.bands))
-    collisions = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        dst = rasterio.open(target, "w", **profile)
-    with dst:
-        for window in _windows(geo.height, geo.width, (BLOCK_SIZE, BLOCK_SIZE)):
-            rows, cols = window.toslices()
-            values = geo.stretch.inverse(image[:, rows, cols], dtype)
-            ok = None if valid is None else valid[rows, cols]
-            if src is not None:
-                out = src.read(window=window)
-                for band in unique:
-                    picked = [i for i, b in enumerate(geo.bands) if b == band]
-                    if len(picked) == 1:
-                        out[band - 1] = values[picked[0]]
-                    else:
-                        mean = values[picked].astype(np.float64).mean(axis=0)
-                        out[band - 1] = (np.rint(mean) if dtype.kind in "iu" else mean).astype(dtype)
-                edited = [b - 1 for b in unique]
-            else:
-                out = values
-                edited = [0, 1, 2]
-            bad = None if ok is None else ~ok
-            for index in edited:
-                band = out[index]  # a view: changed in place
-                if nudged is not None:
-                    hits = band == fill
-                    if ok is not None:
-                        hits &= ok
-                    hit_count = int(np.count_nonzero(hits))
-                    if hit_count:
-                        band[hits] = nudged
-                        collisions += hit_count
-                if bad is not None:  # nodata, or black under a dataset mask (as the source had it)
-                    band[bad] = fill if fill is not None else 0
-            _write_window(dst, out, window)
-            if use_mask:
-                dst.write_mask(np.where(ok, 255, 0).astype(np.uint8), window=window)
-        if geo.gcps and geo.transform is None:
-            from rasterio.control import GroundControlPoint
+        return rasterio.open(target, "w", **profile)
 
-            points = [GroundControlPoint(row=r, col=c, x=x, y=y, z=z) for r, c, x, y, z in geo.gcps]
-            dst.gcps = (points, CRS.from_wkt(geo.gcps_crs) if geo.gcps_crs else None)
-        bands_written = list(range(1, geo.count + 1)) if src is not None else list(geo.bands)
-        for index, band in enumerate(bands_written, start=1):
-            description = geo.band_descriptions[band - 1] if band - 1 < len(geo.band_descriptions) else None
-            if description:
-                dst.set_band_description(index, description)
-        if src is not None:
-            dst.colorinterp = [ColorInterp[name] for name in geo.colorinterp]
-        else:
-            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
-        scales = [geo.scales[b - 1] if b - 1 < len(geo.scales) else 1.0 for b in bands_written]
-        offsets = [geo.offsets[b - 1] if b - 1 < len(geo.offsets) else 0.0 for b in bands_written]
-        if any(s != 1.0 for s in scales) or any(o != 0.0 for o in offsets):
-            dst.scales, dst.offsets = scales, offsets
-        dst.update_tags(**tags)
-    return collisions
+
+def _encode(geo: GeoInfo, dtype, pixels, ok, others, fill, nudged) -> tuple[Any, int]:
+    """One window in source values ``[count, h, w]``, and how many values were moved off nodata.
+
+    ``pixels`` ``[3, h, w]`` in ``0..1``; ``ok`` its validity; ``others``: the window of every source
+    band (``keep_other_bands``), the edited ones then replaced; ``fill``/``nudged``: nodata and its
+    neighbour (``None`` without nodata: invalid pixels are black, under a dataset mask)."""
+    import numpy as np
+
+    values = geo.stretch.inverse(pixels, dtype)
+    unique = sorted(set(geo.bands))
+    if others is not None:
+        out = others
+        for band in unique:
+            picked = [i for i, b in enumerate(geo.bands) if b == band]
+            if len(picked) == 1:
+                out[band - 1] = values[picked[0]]
+            else:
+                mean = values[picked].astype(np.float64).mean(axis=0)
+                out[band - 1] = (np.rint(mean) if dtype.kind in "iu" else mean).astype(dtype)
+        edited = [b - 1 for b in unique]
+    else:
+        out = values
+        edited = [0, 1, 2]
+    bad = None if ok.all() else ~ok
+    collisions = 0
+    for index in edited:
+        band = out[index]  # a view: changed in place
+        if nudged is not None:
+            hits = band == fill
+            if bad is not None:
+                hits &= ok
+            hit_count = int(np.count_nonzero(hits))
+            if hit_count:
+                band[hits] = nudged
+                collisions += hit_count
+        if bad is not None:  # nodata, or black under a dataset mask (as the source had it)
+            band[bad] = fill if fill is not None else 0
+    return out, collisions
+
+
+def _finish_gtiff(dst, geo: GeoInfo, all_bands: bool, tags: dict[str, str]) -> None:
+    """GCPs, band descriptions, colour interpretation, scales/offsets and tags, once the pixels are written."""
+    from rasterio.crs import CRS
+    from rasterio.enums import ColorInterp
+
+    if geo.gcps and geo.transform is None:
+        from rasterio.control import GroundControlPoint
+
+        points = [GroundControlPoint(row=r, col=c, x=x, y=y, z=z) for r, c, x, y, z in geo.gcps]
+        dst.gcps = (points, CRS.from_wkt(geo.gcps_crs) if geo.gcps_crs else None)
+    bands_written = list(range(1, geo.count + 1)) if all_bands else list(geo.bands)
+    for index, band in enumerate(bands_written, start=1):
+        description = geo.band_descriptions[band - 1] if band - 1 < len(geo.band_descriptions) else None
+        if description:
+            dst.set_band_description(index, description)
+    if all_bands:
+        dst.colorinterp = [ColorInterp[name] for name in geo.colorinterp]
+    else:
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+    scales = [geo.scales[b - 1] if b - 1 < len(geo.scales) else 1.0 for b in bands_written]
+    offsets = [geo.offsets[b - 1] if b - 1 < len(geo.offsets) else 0.0 for b in bands_written]
+    if any(s != 1.0 for s in scales) or any(o != 0.0 for o in offsets):
+        dst.scales, dst.offsets = scales, offsets
+    dst.update_tags(**tags)
 
 
 def _write_window(dst, out, window) -> None:

@@ -677,3 +677,390 @@ def test_write_refusals(tmp_path):
     with pytest.raises(InputError, match="changed since it was read"):
         write_raster(tmp_path / "o.tif", scene.image, scene.geo, keep_other_bands=True)
     assert sorted(os.listdir(tmp_path)) == ["moved.tif", "src.tif"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Windowed access: RasterSource and RasterSink
+
+
+def _sources(tmp_path: Path) -> dict[str, Path]:
+    """Scenes of ragged sizes covering nodata, NaN, a dataset mask, an alpha band, grey and 4 bands."""
+    height, width = 61, 83
+    bgrn = values("uint16", 4, height=height, width=width)
+    bgrn[:, :5, :9] = 0
+    bgrn[2, 30, 40] = 0
+    floats = values("float32", 3, seed=1, height=height, width=width)
+    floats[:, 10, :] = np.nan
+    floats[1, 3, 3] = np.inf
+    mask = np.ones((height, width), bool)
+    mask[-7:, :] = False
+    mask[20, 20] = False
+    rgba = values("uint8", 4, seed=2, height=height, width=width)
+    rgba[3] = 255
+    rgba[3, :, :11] = 0
+    grey = values("uint16", 1, seed=3, height=height, width=width)
+    grey[0, 40:, 70:] = 7
+    return {
+        "bgrn_nodata": make_tif(tmp_path / "bgrn.tif", bgrn, nodata=0, colorinterp=BGRN),
+        "float_nan": make_tif(tmp_path / "nan.tif", floats, nodata=float("nan"), georef=GEOGRAPHIC),
+        "dataset_mask": make_tif(
+            tmp_path / "masked.tif", values("uint16", 3, seed=4, height=height, width=width), mask=mask
+        ),
+        "alpha": make_tif(
+            tmp_path / "rgba.tif",
+            rgba,
+            colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha],
+        ),
+        "grey_nodata": make_tif(tmp_path / "grey.tif", grey, nodata=7, georef=None),
+    }
+
+
+SOURCE_CASES = ["bgrn_nodata", "float_nan", "dataset_mask", "alpha", "grey_nodata"]
+
+
+@pytest.mark.parametrize("case", SOURCE_CASES)
+def test_every_window_of_a_source_equals_read_raster(tmp_path, case):
+    path = _sources(tmp_path)[case]
+    stretch = "0,0.6" if case == "float_nan" else "percentile"
+    scene = read_raster(path, stretch=stretch)
+    with raster.RasterSource.open(path, stretch=stretch) as source:
+        assert (source.height, source.width, source.count) == (*scene.image.shape[1:], 1)
+        assert repr(source.geo) == repr(scene.geo)  # repr: a NaN nodata never equals itself
+        assert source.notes == scene.notes  # a small scene: the same notes exactly
+        image = np.full_like(scene.image, -1.0)
+        valid = np.zeros_like(scene.valid)
+        for top in range(0, source.height, 16):  # ragged windows: 16 x 23, cut short at the edges
+            for left in range(0, source.width, 23):
+                rows, cols = min(16, source.height - top), min(23, source.width - left)
+                window = source.read(top, left, rows, cols)
+                assert isinstance(window, torch.Tensor) and window.dtype == torch.float32
+                assert window.shape == (1, 3, rows, cols)
+                image[:, top : top + rows, left : left + cols] = window[0].numpy()
+                ok = source.valid(top, left, rows, cols)
+                assert ok.dtype == bool and ok.shape == (rows, cols)
+                valid[top : top + rows, left : left + cols] = ok
+        np.testing.assert_array_equal(image, scene.image)
+        np.testing.assert_array_equal(valid, scene.valid)
+        # valid() of a window never read, and a single pixel and the whole scene.
+        np.testing.assert_array_equal(source.valid(3, 5, 40, 50), scene.valid[3:43, 5:55])
+        np.testing.assert_array_equal(source.read(9, 8, 1, 1)[0].numpy(), scene.image[:, 9:10, 8:9])
+        np.testing.assert_array_equal(source.read(0, 0, source.height, source.width)[0].numpy(), scene.image)
+    assert "closed" in repr(source)
+
+
+def test_a_source_of_a_large_scene_estimates_its_nodata_share(tmp_path, monkeypatch):
+    data = values("uint16", 3, height=400, width=300)
+    data[:, :100] = 0  # a quarter of the scene
+    source_path = make_tif(tmp_path / "big.tif", data, nodata=0)
+    scene = read_raster(source_path)
+    assert any("30,000 pixels (25.0%) are nodata" in n for n in scene.notes)
+    monkeypatch.setattr(raster, "SAMPLE_PIXELS", 5_000)
+    with raster.RasterSource.open(source_path) as source:
+        estimate = [n for n in source.notes if "nodata or masked" in n]
+        assert estimate and estimate[0].startswith("about 2") and "estimated from a decimated read" in estimate[0]
+        assert len(source.notes) == len(scene.notes)
+    # Every stretch takes the decimated read, so even a fixed range gets the estimate.
+    with raster.RasterSource.open(source_path, stretch="0,4000") as source:
+        assert any("estimated" in n for n in source.notes)
+    # A sample that misses every valid pixel: the source counts them (and takes percentiles from them).
+    sparse = np.zeros_like(data)
+    sparse[:, 1::50, 1::50] = data[:, 1::50, 1::50]
+    few = make_tif(tmp_path / "few.tif", sparse, nodata=0)
+    whole = read_raster(few)
+    with raster.RasterSource.open(few) as source:
+        assert source.geo.stretch == whole.geo.stretch
+        assert source.notes == whole.notes and any(">99.9%" in n for n in source.notes)
+
+
+def test_counting_every_valid_pixel_keeps_a_bounded_number_of_values(tmp_path, monkeypatch):
+    """The scan behind a sample that missed every valid pixel: exact count, values thinned as they pile up."""
+    data = values("uint16", 3, height=200, width=200)
+    data[:, ::3, ::3] = 0
+    source_path = make_tif(tmp_path / "grid.tif", data, nodata=0)
+    valid = (data != 0).all(axis=0)
+    with raster.RasterSource.open(source_path) as source:
+        monkeypatch.setattr(raster, "SAMPLE_PIXELS", 100)  # thinned above 400 values kept
+        monkeypatch.setattr(raster, "CHUNK_PIXELS", 1_000)
+        count, kept = source._scan(values=True, every=True)
+        assert count == int(valid.sum())
+        assert kept.shape[0] == 3 and 100 < kept.shape[1] < count // 8
+        assert set(np.unique(kept[0])) <= set(np.unique(data[0][valid]))
+        low, high = np.percentile(kept[0], [2, 98])
+        exact_low, exact_high = np.percentile(data[0][valid], [2, 98])
+        assert abs(low - exact_low) < 0.05 * 4000 and abs(high - exact_high) < 0.05 * 4000
+        first, nothing = source._scan(values=False, every=False)  # stops at the first window with data
+        assert 0 < first < count and nothing is None
+
+
+def test_source_refuses_what_read_raster_refuses(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        raster.RasterSource.open(tmp_path / "missing.tif")
+    two = make_tif(tmp_path / "two.tif", values("uint16", 2))
+    with pytest.raises(InputError, match="has 2 bands.*Choose which to use"):
+        raster.RasterSource.open(two)
+    empty = make_tif(tmp_path / "empty.tif", np.zeros((3, H, W), np.uint16), nodata=0)
+    for stretch in ("percentile", "0,3000"):
+        with pytest.raises(InputError, match=r"Every pixel .* is nodata \(value 0\)"):
+            raster.RasterSource.open(empty, stretch=stretch)
+    source_path = make_tif(tmp_path / "s.tif", values("uint16", 3))
+    with pytest.raises(InputError, match=rf"over the limit of 1,000 .*decompression bombs.*{MAX_PIXELS_ENV}"):
+        raster.RasterSource.open(source_path, max_pixels=1000)
+    source = raster.RasterSource.open(source_path, bands="3,2,1")
+    assert source.geo.bands == (3, 2, 1)
+    for window in [(-1, 0, 5, 5), (0, 0, 0, 5), (H - 4, 0, 5, 5), (0, W - 1, 1, 2), (0.5, 0, 1, 1)]:
+        with pytest.raises(InputError, match="window|whole numbers"):
+            source.read(*window)
+    source.close()
+    source.close()  # idempotent
+    with pytest.raises(InputError, match="closed"):
+        source.read(0, 0, 1, 1)
+
+
+def file_content(path: Path) -> dict:
+    """Everything a reader sees in a GeoTIFF, for comparing two writes of one edit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            return {
+                "pixels": ds.read(),
+                "masks": np.stack([ds.read_masks(b) for b in range(1, ds.count + 1)]),
+                "mask_flags": [[f.name for f in flags] for flags in ds.mask_flag_enums],
+                "tags": ds.tags(),
+                "structure": ds.tags(ns="IMAGE_STRUCTURE"),
+                "meta": (ds.crs, ds.transform, ds.width, ds.height, ds.count, ds.dtypes, str(ds.nodata)),
+                "bands": (ds.descriptions, ds.colorinterp, ds.scales, ds.offsets, ds.block_shapes),
+                "overviews": ds.overviews(1),
+                "gcps": [(g.row, g.col, g.x, g.y) for g in ds.gcps[0]],
+            }
+
+
+def assert_same_content(a: Path, b: Path) -> None:
+    left, right = file_content(a), file_content(b)
+    for key in left:
+        if isinstance(left[key], np.ndarray):
+            np.testing.assert_array_equal(left[key], right[key], err_msg=key)
+        else:
+            assert left[key] == right[key], key
+
+
+def _edit(scene) -> np.ndarray:
+    """Changes every pixel, and puts some at 0 (which maps onto nodata 0 under a 0,MAX stretch)."""
+    edit = inverted(scene)
+    edit[:, 12:15, 30:60] = 0.0
+    return edit
+
+
+def _bands(height: int, heights=(7, 13, 1, 29, 5)):
+    """Full-width row bands of cycling, arbitrary heights: (top, rows)."""
+    top, index = 0, 0
+    while top < height:
+        rows = min(heights[index % len(heights)], height - top)
+        yield top, rows
+        top, index = top + rows, index + 1
+
+
+@pytest.mark.parametrize(
+    ("case", "options"),
+    [
+        ("bgrn_nodata", {}),
+        ("bgrn_nodata", {"keep_other_bands": True}),
+        ("float_nan", {}),
+        ("dataset_mask", {}),
+        ("dataset_mask", {"keep_other_bands": True, "compress": "zstd"}),
+        ("alpha", {"keep_other_bands": True}),
+        ("grey_nodata", {"keep_other_bands": True}),
+        ("grey_nodata", {"compress": "none"}),
+    ],
+)
+@pytest.mark.parametrize("validity", ["source", "reopened"])
+def test_sink_fed_row_bands_writes_what_write_raster_writes(tmp_path, monkeypatch, case, options, validity):
+    monkeypatch.setattr(raster, "BLOCK_SIZE", 16)  # bands cross tile rows at every height
+    path = _sources(tmp_path)[case]
+    stretch = {"float_nan": "0,0.6", "grey_nodata": "0,4000", "bgrn_nodata": "0,4000"}.get(case, "percentile")
+    scene = read_raster(path, stretch=stretch)
+    edit = _edit(scene)
+    tags = {"instruction": "add a road", "seed": 3}
+    expected = write_raster(tmp_path / "whole.tif", edit, scene.geo, valid=scene.valid, tags=tags, **options)
+    source = raster.RasterSource.open(path, stretch=stretch)
+    with raster.RasterSink(
+        tmp_path / "bands.tif", source.geo, source=source if validity == "source" else None, tags=tags, **options
+    ) as sink:
+        for top, rows in _bands(source.height):
+            pixels = torch.from_numpy(edit[:, top : top + rows]) if top % 2 else edit[:, top : top + rows]
+            sink.write(0, top, 0, pixels)
+        assert not (tmp_path / "bands.tif").exists()  # only renamed into place on a clean exit
+    source.close()
+    assert_same_content(tmp_path / "whole.tif", tmp_path / "bands.tif")
+    assert [n.replace("bands.tif", "whole.tif") for n in sink.notes] == expected
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_sink_nodata_collisions_and_notes(tmp_path):
+    path = _sources(tmp_path)["bgrn_nodata"]
+    with raster.RasterSource.open(path, stretch="0,4000") as source:
+        edit = np.zeros((3, source.height, source.width), np.float32)  # every value maps onto nodata 0
+        with raster.RasterSink(tmp_path / "black.tif", source.geo, source=source) as sink:
+            for top, rows in _bands(source.height, (20,)):
+                sink.write(0, top, 0, edit[:, top : top + rows])
+        valid = source.valid(0, 0, source.height, source.width)
+    count = int(valid.sum()) * 3
+    assert any(f"{count:,} edited pixel values equalled the nodata value 0" in n for n in sink.notes)
+    with rasterio.open(tmp_path / "black.tif") as o:
+        written = o.read()
+    assert (written[:, ~valid] == 0).all() and (written[:, valid] == 1).all()
+
+
+def test_sink_writes_a_cog(tmp_path):
+    height, width = 700, 1100
+    data = values("uint16", 3, height=height, width=width)
+    data[:, :10] = 0
+    path = make_tif(tmp_path / "big.tif", data, nodata=0)
+    scene = read_raster(path)
+    write_raster(tmp_path / "whole_cog.tif", scene.image, scene.geo, valid=scene.valid, cog=True)
+    with raster.RasterSource.open(path) as source:
+        with raster.RasterSink(tmp_path / "bands_cog.tif", source.geo, source=source, cog=True) as sink:
+            for top, rows in _bands(height, (100, 37, 250)):
+                sink.write(0, top, 0, source.read(top, 0, rows, width)[0])
+    assert any("COG driver" in n for n in sink.notes)
+    assert_same_content(tmp_path / "whole_cog.tif", tmp_path / "bands_cog.tif")
+    with rasterio.open(tmp_path / "bands_cog.tif") as o:
+        assert o.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and o.overviews(1)
+    assert sorted(os.listdir(tmp_path)) == ["bands_cog.tif", "big.tif", "whole_cog.tif"]
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_an_exception_inside_the_sink_leaves_nothing(tmp_path, cog):
+    path = _sources(tmp_path)["bgrn_nodata"]
+    before = sorted(os.listdir(tmp_path))
+    out = tmp_path / "out.tif"
+    source = raster.RasterSource.open(path)
+    with (
+        pytest.raises(RuntimeError, match="cancelled"),
+        raster.RasterSink(out, source.geo, source=source, cog=cog) as sink,
+    ):
+        sink.write(0, 0, 0, source.read(0, 0, 10, source.width))
+        assert len(os.listdir(tmp_path)) > len(before)  # the temporary file(s) exist meanwhile
+        raise RuntimeError("cancelled")
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == before
+    # An earlier file under that name is left as it was.
+    out.write_bytes(b"earlier")
+    with pytest.raises(RuntimeError), raster.RasterSink(out, source.geo, source=source, cog=cog) as sink:
+        sink.write(0, 0, 0, source.read(0, 0, 10, source.width))
+        raise RuntimeError("cancelled")
+    assert out.read_bytes() == b"earlier" and sorted(os.listdir(tmp_path)) == sorted([*before, "out.tif"])
+    out.unlink()
+    # A clean exit with rows missing is refused the same way.
+    with pytest.raises(InputError, match=r"Only 830 of the 5,063 pixels"), raster.RasterSink(out, source.geo) as sink:
+        sink.write(0, 0, 0, source.read(0, 0, 10, source.width))
+    assert sorted(os.listdir(tmp_path)) == before
+    source.close()
+
+
+def test_sink_refusals(tmp_path):
+    path = _sources(tmp_path)["bgrn_nodata"]
+    before = sorted(os.listdir(tmp_path))
+    source = raster.RasterSource.open(path)
+    geo = source.geo
+    with pytest.raises(InputError, match="never overwrites a source"):
+        raster.RasterSink(path, geo)
+    with pytest.raises(InputError, match="Unknown compression"):
+        raster.RasterSink(tmp_path / "o.tif", geo, compress="jpeg")
+    with pytest.raises(InputError, match="Tag name"):
+        raster.RasterSink(tmp_path / "o.tif", geo, tags={"a b": 1})
+    with pytest.raises(InputError, match="source must be the RasterSource"):
+        raster.RasterSink(tmp_path / "o.tif", geo, source="bgrn.tif")
+    with raster.RasterSource.open(path, bands="1,2,3") as other, pytest.raises(InputError, match="not the scene geo"):
+        raster.RasterSink(tmp_path / "o.tif", geo, source=other)
+    sink = raster.RasterSink(tmp_path / "o.tif", geo)
+    with pytest.raises(InputError, match="needs the sink open"):
+        sink.write(0, 0, 0, np.zeros((3, 1, 1), np.float32))
+    assert sorted(os.listdir(tmp_path)) == before  # nothing is created before the `with`
+    pixels = source.read(0, 0, 5, source.width)[0]
+    for call, message in [
+        (lambda s: s.write(1, 0, 0, pixels), "index 0"),
+        (lambda s: s.write(0, source.height - 2, 0, pixels), "inside the scene"),
+        (lambda s: s.write(0, 0, 1, pixels), "inside the scene"),
+        (lambda s: s.write(0, 0, 0, pixels[:2]), r"\[3, h, w\]"),
+        (lambda s: s.write(0, 0, 0, pixels, valid=np.ones((4, 4), bool)), "valid must be"),
+    ]:
+        with pytest.raises(InputError, match=message), raster.RasterSink(tmp_path / "o.tif", geo) as sink:
+            call(sink)
+    with pytest.raises(InputError, match="More pixels written"), raster.RasterSink(tmp_path / "o.tif", geo) as sink:
+        for _ in range(20):
+            sink.write(0, 0, 0, pixels)
+    with pytest.raises(InputError, match="writes its file once"), sink:
+        pass
+    assert sorted(os.listdir(tmp_path)) == before
+    # Without a source and without valid=, the sink reopens geo.path; when it is gone, it says so.
+    source.close()
+    path.rename(tmp_path / "moved.tif")
+    with (
+        pytest.raises(InputError, match="no longer exists.*valid="),
+        raster.RasterSink(tmp_path / "o.tif", geo) as sink,
+    ):
+        sink.write(0, 0, 0, pixels)
+    with raster.RasterSink(tmp_path / "o.tif", geo) as sink:  # each window's own mask needs no source
+        sink.write(0, 0, 0, np.zeros((3, geo.height, geo.width), np.float32), valid=np.ones((geo.height, geo.width)))
+    assert sorted(os.listdir(tmp_path)) == sorted(["moved.tif", "o.tif", *before[1:]])
+
+
+MEMORY_SCRIPT = """
+import resource, sys
+import numpy as np, rasterio, torch
+from rsedit_core.raster import RasterSource
+
+def peak_mb():
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+torch.zeros(1)
+with rasterio.open(sys.argv[1]) as ds:  # GDAL itself loaded before the baseline
+    ds.read(1, window=((0, 1), (0, 1)))
+before = peak_mb()
+checksum = 0.0
+with RasterSource.open(sys.argv[1]) as source:
+    for top in range(0, source.height, 512):
+        for left in range(0, source.width, 512):
+            rows, cols = min(512, source.height - top), min(512, source.width - left)
+            checksum += float(source.read(top, left, rows, cols).sum()) + int(source.valid(top, left, rows, cols).sum())
+print(peak_mb() - before, checksum)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="resource.getrusage is POSIX")
+def test_reading_window_by_window_needs_far_less_than_a_float_copy(tmp_path):
+    height = width = 4000
+    path = tmp_path / "scene.tif"
+    profile = dict(driver="GTiff", width=width, height=height, count=4, dtype="uint16", nodata=0, crs=UTM[0])
+    profile.update(transform=UTM[1], tiled=True, blockxsize=512, blockysize=512)
+    cols = (np.arange(width, dtype=np.uint32) * 7) % 4000 + 1
+    with rasterio.open(path, "w", **profile) as ds:
+        for top in range(0, height, 500):
+            rows = np.arange(top, top + 500, dtype=np.uint32)[:, None]
+            band = ((rows * 13 + cols[None]) % 4000 + 1).astype(np.uint16)
+            ds.write(np.stack([band + 100 * b for b in range(4)]), window=((top, top + 500), (0, width)))
+    float_copy_mb = 3 * height * width * 4 / 2**20  # what read_raster holds: 183 MiB
+    # GDAL's block cache is its own, bounded consumer (GDAL_CACHEMAX, by default 5% of RAM, which would
+    # keep the whole decoded file here); pinned small, the measurement is RSEdit's own allocations.
+    env = {**os.environ, "GDAL_CACHEMAX": "32"}
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(path)], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    growth_mb = float(result.stdout.split()[0])
+    assert growth_mb < float_copy_mb / 3, f"peak RSS grew {growth_mb:.0f} MiB (a float copy is {float_copy_mb:.0f})"
+
+
+def test_reading_a_raster_imports_no_torch(tmp_path):
+    path = make_tif(tmp_path / "s.tif", values("uint16", 3), nodata=0)
+    code = (
+        "import sys\n"
+        "from rsedit_core.raster import read_raster, write_raster\n"
+        f"scene = read_raster({str(path)!r})\n"
+        f"write_raster({str(tmp_path / 'o.tif')!r}, scene.image, scene.geo, valid=scene.valid)\n"
+        "print('torch' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
