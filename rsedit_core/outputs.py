@@ -39,7 +39,7 @@ def check_output_path(
 
     Refused: no extension or one outside ``suffixes``; the same file as any of ``inputs`` (the
     source is never overwritten); an existing folder; a parent that is a file; a folder that
-    cannot be created or written to. Nothing is created here.
+    cannot be created or written to. Nothing is left behind: a probe file tests the folder and is removed.
     """
     path = Path(path).expanduser()
     wanted = ", ".join(suffixes)
@@ -61,9 +61,21 @@ def check_output_path(
         ancestor = ancestor.parent
     if ancestor.exists() and not ancestor.is_dir():
         raise InputError(f"{option} {path}: {ancestor} is a file, not a folder. Choose another output folder.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
+    if not os.access(ancestor, os.W_OK | os.X_OK) or not _can_create_in(ancestor):
         raise InputError(f"{option} {path}: the folder {ancestor} is not writable. Choose a folder you can write to.")
     return path
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder``: ``os.access`` says yes to root in
+    /proc, /sys or a read-only mount, so a probe file is created and removed at once."""
+    try:
+        probe = _create_temporary(folder / ".rsedit-probe")
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):
+        probe.unlink()
+    return True
 
 
 def _create_temporary(path: Path) -> Path:

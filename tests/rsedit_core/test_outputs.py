@@ -79,3 +79,15 @@ def test_a_raster_gets_the_umask_mode(tmp_path):
         write_raster(tmp_path / "out.tif", scene.image, scene.geo, valid=scene.valid)
         write_raster(tmp_path / "out_cog.tif", scene.image, scene.geo, valid=scene.valid, cog=True)
     assert mode(tmp_path / "out.tif") == mode(tmp_path / "out_cog.tif") == 0o644
+
+
+def test_folders_that_only_look_writable_are_refused_before_any_work(tmp_path):
+    """os.access says yes to root in /proc and /sys; the probe file says no, and nothing stays behind."""
+    from rsedit_core.errors import InputError
+    from rsedit_core.outputs import check_output_path
+
+    for folder in ("/proc", "/sys"):
+        with pytest.raises(InputError, match=f"the folder {folder} is not writable"):
+            check_output_path(f"{folder}/edit.png")
+    assert check_output_path(tmp_path / "new" / "edit.png") == tmp_path / "new" / "edit.png"
+    assert list(tmp_path.iterdir()) == []  # the probe is gone and no folder was created
