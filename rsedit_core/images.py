@@ -298,6 +298,7 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> tup
                 pixels = max(1, width) * max(1, height)
                 if limit and pixels > limit:
                     raise _too_many_pixels(path, limit, pixels, (width, height))
+                _check_memory(path, width, height)
                 arm()
                 try:
                     frames = getattr(opened, "n_frames", 1)
@@ -339,8 +340,83 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> tup
     elif frames > 1:
         unit = {"TIFF": "pages", "MIC": "pages", "MPO": "images"}.get(image_format, "frames")
         notes.append(f"{path} has {frames} {unit}; only the first was used")
-    tensor, mode_notes = pil_to_tensor(image)
+    if image_format == "PNG" and _png_rgb_16bit(path):
+        tensor, mode_notes = _read_png_16bit(path, orientation)
+    else:
+        tensor, mode_notes = pil_to_tensor(image)
     return tensor, notes + mode_notes
+
+
+#: Bytes a pixel while an image loads: PIL's decoded copy, the float32 RGB tensor, one temporary.
+LOAD_BYTES_PER_PIXEL = 28
+
+
+def _available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (Linux), else None (the check is skipped)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_memory(path: Path, width: int, height: int) -> None:
+    """Refuse, before decoding, an image whose load would not fit in the memory left (the process
+    would be killed without a word)."""
+    available = _available_memory()
+    needed = width * height * LOAD_BYTES_PER_PIXEL
+    if available is not None and needed > available:
+        raise InputError(
+            f"{path} is {width}x{height} px: loading it needs about {needed / 1e9:.1f} GB of memory, and about "
+            f"{available / 1e9:.1f} GB is available. Crop or downscale it first, or convert it to a GeoTIFF "
+            f"(e.g. gdal_translate {path.name} {path.stem}.tif), which rsedit edit reads and writes window by window."
+        )
+
+
+def _png_rgb_16bit(path: Path) -> bool:
+    """Whether a PNG holds 16-bit RGB(A) samples, which PIL reduces to their high byte."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 6)
+
+
+def _read_png_16bit(path: Path, orientation: int) -> tuple[torch.Tensor, list[str]]:
+    """A 16-bit RGB(A) PNG read at full depth (GDAL's PNG driver through rasterio) and stretched
+    per band between its 2nd and 98th percentiles, as 16-bit grayscale is; alpha flattens on black."""
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a PNG has no georeference
+        with rasterio.open(path) as ds:
+            array = ds.read().astype(np.float32)  # [C, H, W]
+    notes = []
+    rgb, alpha = array[:3], (array[3:4] / 65535.0 if array.shape[0] == 4 else None)
+    ranges = []
+    for band in rgb:
+        lo, hi = (float(v) for v in np.percentile(band, [2, 98]))
+        hi = hi if hi > lo else lo + 1
+        band[...] = np.clip((band - lo) / (hi - lo), 0, 1)
+        ranges.append(f"[{lo:g}, {hi:g}]")
+    notes.append(f"16-bit RGB image stretched per band from {', '.join(ranges)} (2-98 percentile) to 0..1")
+    if alpha is not None:
+        if (alpha < 1).any():
+            notes.append(f"alpha channel flattened onto black ({(alpha[0] < 1).mean():.1%} of pixels transparent)")
+        rgb = rgb * alpha
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb))[None]
+    if orientation in _ORIENTATIONS:  # a PNG eXIf chunk: turned as the 8-bit path turns it
+        from PIL import Image
+
+        method = _EXIF_TRANSPOSE[orientation]
+        turned = [np.asarray(Image.fromarray(channel).transpose(method)) for channel in tensor[0].numpy()]
+        tensor = torch.from_numpy(np.stack(turned))[None]
+    return tensor, notes
+
+
+#: EXIF orientation -> the PIL ``Image.Transpose`` value that shows the image upright (as ImageOps.exif_transpose).
+_EXIF_TRANSPOSE = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -370,6 +446,12 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> None:
             f"save_image writes one RGB image [3, H, W] or [1, 3, H, W]; got {tuple(image.shape)}. "
             "Save a batch one image at a time (images[i])."
         )
+    if not torch.isfinite(image).all():
+        raise InputError(f"Cannot save {path}: the image holds NaN or infinite values; clean them first.")
+    low, high = float(image.min()), float(image.max())
+    if low < -0.01 or high > 1.01:  # rounding slack only: anything else is a wrong scale, not a bright pixel
+        hint = " It looks like 0..255: divide by 255." if high > 1.5 else " Clamp it with image.clamp(0, 1)."
+        raise InputError(f"Cannot save {path}: the image spans {low:.4g}..{high:.4g}, not 0..1.{hint}")
     array = _to_uint8(image)
     with atomic_output(path) as temporary:
         try:

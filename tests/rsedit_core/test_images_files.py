@@ -489,3 +489,44 @@ def test_real_bomb_refused_from_its_header_at_the_default_limit(tmp_path):
     )
     with pytest.raises(InputError, match=r"100000x100000 = 10,000,000,000 pixels.*limit of 1,600,000,000.*160\.0 GB"):
         load_image(tmp_path / "bomb.png")
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_16_bit_rgb_png_is_read_at_full_depth_and_stretched(tmp_path):
+    """PIL keeps only the high byte of 16-bit RGB PNGs (12-bit data would load almost black)."""
+    import rasterio
+
+    data = (np.random.default_rng(0).random((3, 40, 50)) * 4095).astype("uint16")
+    path = tmp_path / "rgb16.png"
+    with rasterio.open(path, "w", driver="PNG", width=50, height=40, count=3, dtype="uint16") as ds:
+        ds.write(data)
+    tensor, notes = load_image(path)
+    assert tensor.shape == (1, 3, 40, 50) and float(tensor.max()) == 1.0 and float(tensor.min()) == 0.0
+    assert any(n.startswith("16-bit RGB image stretched per band") for n in notes)
+    lo, hi = np.percentile(data[0].astype(np.float32), [2, 98])
+    expected = np.clip((data[0].astype(np.float32) - lo) / (hi - lo), 0, 1)
+    assert np.allclose(tensor[0, 0].numpy(), expected, atol=1e-6)
+
+
+def test_an_image_too_large_for_the_memory_left_is_refused_before_decoding(tmp_path, monkeypatch):
+    from rsedit_core import images
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(path)
+    monkeypatch.setattr(images, "_available_memory", lambda: 300 * 200 * 10)
+    with pytest.raises(InputError, match=r"300x200 px: loading it needs about .* GB of memory.*gdal_translate"):
+        load_image(path)
+    monkeypatch.setattr(images, "_available_memory", lambda: None)  # unknown: no check
+    assert load_image(path)[0].shape == (1, 3, 200, 300)
+
+
+def test_save_image_refuses_values_that_are_not_0_to_1(tmp_path):
+    from rsedit_core.images import save_image
+
+    image = torch.rand(3, 8, 8)
+    with pytest.raises(InputError, match=r"spans .* not 0\.\.1\. It looks like 0\.\.255"):
+        save_image(image * 255, tmp_path / "a.png")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        save_image(torch.full((3, 8, 8), float("nan")), tmp_path / "b.png")
+    assert list(tmp_path.iterdir()) == []
+    save_image(image * 1.005, tmp_path / "c.png")  # rounding slack is fine
