@@ -299,6 +299,8 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> tup
                 if limit and pixels > limit:
                     raise _too_many_pixels(path, limit, pixels, (width, height))
                 _check_memory(path, width, height)
+                if opened.format == "PNG":
+                    _check_png_rows(path, width, height)
                 arm()
                 try:
                     frames = getattr(opened, "n_frames", 1)
@@ -373,6 +375,49 @@ def _check_memory(path: Path, width: int, height: int) -> None:
             f"{path} is {width}x{height} px: loading it needs about {needed / 1e9:.1f} GB of memory, and about "
             f"{available / 1e9:.1f} GB is available. Crop or downscale it first, or convert it to a GeoTIFF "
             f"(e.g. gdal_translate {path.name} {path.stem}.tif), which rsedit edit reads and writes window by window."
+        )
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _check_png_rows(path: Path, width: int, height: int) -> None:
+    """Refuse a PNG whose pixel data (IDAT) ends before its last row: PIL decodes such a file
+    without a word and leaves the missing rows black. The data is inflated in 1 MB steps and
+    only counted, so this costs no memory."""
+    import struct
+    import zlib
+
+    with open(path, "rb") as f:
+        head = f.read(33)
+        if len(head) < 33 or head[12:16] != b"IHDR" or head[28] != 0:
+            return  # not a plain PNG, or interlaced (rows are not in order): PIL's own checks apply
+        depth, colour = head[24], head[25]
+        row = 1 + -(-width * _PNG_CHANNELS.get(colour, 4) * depth // 8)
+        expected, got = row * height, 0
+        inflate = zlib.decompressobj()
+        try:
+            while got < expected:
+                header = f.read(8)
+                if len(header) < 8:
+                    break
+                length, kind = struct.unpack(">I4s", header)
+                data = f.read(length)
+                f.seek(4, os.SEEK_CUR)  # CRC
+                if kind == b"IEND":
+                    break
+                if kind != b"IDAT":
+                    continue
+                while data and got < expected:
+                    got += len(inflate.decompress(data, 1 << 20))
+                    data = inflate.unconsumed_tail
+        except zlib.error:
+            return  # corrupt data: PIL's decoder reports it
+    if got < expected:
+        rows = got // row
+        raise InputError(
+            f"{path}: its pixel data ends after {rows} of {height} rows (the file was cut short or written "
+            "incompletely); the missing rows would be black. Re-export or re-download it."
         )
 
 

@@ -530,3 +530,21 @@ def test_save_image_refuses_values_that_are_not_0_to_1(tmp_path):
         save_image(torch.full((3, 8, 8), float("nan")), tmp_path / "b.png")
     assert list(tmp_path.iterdir()) == []
     save_image(image * 1.005, tmp_path / "c.png")  # rounding slack is fine
+
+
+def test_a_png_whose_pixel_data_stops_early_is_refused(tmp_path):
+    """A complete zlib stream holding 1 of 64 rows: PIL would decode it and leave 63 rows black."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 64, 64, 8, 2, 0, 0, 0)
+    one_row = zlib.compress(b"\x00" + bytes(range(192)))
+    path = tmp_path / "short.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", one_row) + chunk(b"IEND", b""))
+    with pytest.raises(InputError, match="pixel data ends after 1 of 64 rows"):
+        load_image(path)
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(tmp_path / "whole.png")  # a whole PNG passes
+    assert load_image(tmp_path / "whole.png")[0].shape == (1, 3, 64, 64)
