@@ -416,7 +416,7 @@ def _check_png_rows(path: Path, width: int, height: int) -> None:
     if got < expected:
         rows = got // row
         raise InputError(
-            f"{path}: its pixel data ends after {rows} of {height} rows (the file was cut short or written "
+            f"{path}: its pixel data ends after {rows} of {height} rows: the file is truncated (cut short or written "
             "incompletely); the missing rows would be black. Re-export or re-download it."
         )
 
