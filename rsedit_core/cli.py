@@ -347,6 +347,13 @@ def _smoke(args, scene: Path) -> int:
 
 def cmd_demo(args) -> int:
     scene = sample_scene()
+    if args.smoke and args.model:
+        from .errors import InputError
+
+        raise InputError(
+            "--smoke runs on tiny random weights and --model names real ones: give one of them "
+            f"(rsedit demo --model {args.model} for a real edit, rsedit demo --smoke to check the install)."
+        )
     if args.smoke:
         return _smoke(args, scene)
     chosen = args.model or os.environ.get("RSEDIT_MODEL")

@@ -165,3 +165,9 @@ def test_edit_tiles_a_large_scene_and_says_so(tiny_editor_dir, tmp_path, capsys)
         assert image.size == (200, 96)
     assert main([*argv[:-4], "--tile", "40"]) == 1
     assert "tile 40 px is below the 64 px" in capsys.readouterr().err
+
+
+def test_demo_smoke_with_a_model_is_refused_not_ignored(tmp_path, capsys):
+    assert main(["demo", "--smoke", "--model", "some/editor", "--out", str(tmp_path / "d.png")]) == 1
+    assert "--smoke runs on tiny random weights and --model names real ones" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
