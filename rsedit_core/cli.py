@@ -312,13 +312,15 @@ def _run_scene(args, model_spec, subfolder, images, prompt, paths, label, settin
 
 
 def _read_sources(images: list[Path], max_pixels: int | None):
-    from .images import load_image, stack_sources
+    from .images import check_min_size, load_image, stack_sources
 
     loaded = [load_image(path, max_pixels=max_pixels) for path in images]
     for path, (_, notes) in zip(images, loaded, strict=True):
         for note in notes:
             print(f"  {path.name}: {note}", file=sys.stderr)
-    return stack_sources([tensor for tensor, _ in loaded])
+    sources = stack_sources([tensor for tensor, _ in loaded])
+    check_min_size(*sources.shape[-2:])  # before the model loads
+    return sources
 
 
 def cmd_edit(args) -> int:

@@ -603,6 +603,16 @@ def to_rgb(images: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
     raise InputError(f"Images must have 1, 3 or 4 channels; got {channels}.")
 
 
+def check_min_size(height: int, width: int) -> None:
+    """Refuse a source smaller than :data:`~rsedit_core.defaults.MIN_SIZE` px on a side (the CLI
+    calls it before loading the model; :func:`fit_to_multiple` applies it too)."""
+    if min(height, width) < MIN_SIZE:
+        raise InputError(
+            f"The source is {width}x{height} px; RSEdit needs at least {MIN_SIZE} px on each side. "
+            "Upscale it first (e.g. with an upscale node) or use a larger crop of the scene."
+        )
+
+
 def fit_to_multiple(images: torch.Tensor, policy: str = "pad", multiple: int = 8) -> tuple[torch.Tensor, Geometry]:
     """Apply the size policy to ``[B, 3, H, W]`` so both sides are multiples of ``multiple``.
 
@@ -614,11 +624,7 @@ def fit_to_multiple(images: torch.Tensor, policy: str = "pad", multiple: int = 8
     if images.dim() != 4 or images.shape[1] != 3:
         raise InputError(f"Expected images [B, 3, H, W]; got {tuple(images.shape)}.")
     h, w = images.shape[-2:]
-    if min(h, w) < MIN_SIZE:
-        raise InputError(
-            f"The source is {w}x{h} px; RSEdit needs at least {MIN_SIZE} px on each side. "
-            "Upscale it first (e.g. with an upscale node) or use a larger crop of the scene."
-        )
+    check_min_size(h, w)
     if h % multiple == 0 and w % multiple == 0:
         return images, Geometry(policy, (h, w), (h, w))
     if policy == "pad":

@@ -43,6 +43,8 @@ def check_output_path(
     """
     path = Path(path).expanduser()
     wanted = ", ".join(suffixes)
+    if path.is_dir():
+        raise InputError(f"{option} {path} is an existing folder; give a file name inside it.")
     if not path.suffix:
         raise InputError(f"{option} {path} has no file extension; name the file with one of {wanted}.")
     if path.suffix.lower() not in suffixes:

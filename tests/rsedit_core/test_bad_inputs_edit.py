@@ -225,7 +225,7 @@ def test_a_symlink_loop_in_the_models_folder_ends(tmp_path, tiny_editor_dir):
     (models / "loop" / "back").symlink_to(models, target_is_directory=True)
     (models / "self").symlink_to("self")  # a link to itself
     assert find_model_folders([models]) == ["editor"]
-    with pytest.raises(ModelNotFoundError, match="several editors|No RSEdit model"):
+    with pytest.raises(ModelNotFoundError, match="self is a symlink loop"):
         resolve_model_dir(models / "self")
     assert resolve_model_dir(models / "loop", search_dirs=[]) == models / "loop" / "back" / "editor"
 
@@ -240,7 +240,7 @@ def test_a_relative_path_with_a_typo_is_not_sent_to_the_hub(tmp_path, tiny_edito
         raise AssertionError("a local typo reached the hub")
 
     monkeypatch.setattr(rsedit_core.model_folders, "_download", no_hub)
-    with pytest.raises(ModelNotFoundError, match="models exists but has no 'RSEdit-UNte'; did you mean RSEdit-UNet"):
+    with pytest.raises(ModelNotFoundError, match="models/RSEdit-UNte does not exist; did you mean models/RSEdit-UNet"):
         resolve_model_dir("models/RSEdit-UNte")
 
 
@@ -286,3 +286,19 @@ def test_api_text_scale_defaults_follow_the_backbone(tiny_editor, tiny_dit):
     assert EditSettings().for_model(tiny_editor).text_cfg == 7.5
     assert EditSettings().for_model(tiny_dit).text_cfg == 4.5
     assert EditSettings(text_cfg=2.0).for_model(tiny_dit).text_cfg == 2.0
+
+
+def test_a_source_below_the_minimum_and_a_folder_as_out_are_refused_before_loading(tmp_path, capsys):
+    from PIL import Image
+
+    from rsedit_core.cli import main
+
+    Image.new("RGB", (40, 90)).save(tmp_path / "small.png")
+    base = ["edit", "--model", str(tmp_path / "no-such-model"), "--prompt", "x"]
+    assert main([*base, "--image", str(tmp_path / "small.png"), "--out", str(tmp_path / "o.png")]) == 1
+    err = capsys.readouterr().err
+    assert "The source is 40x90 px; RSEdit needs at least 64 px" in err and "no-such-model" not in err
+    (tmp_path / "folder").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "ok.png")
+    assert main([*base, "--image", str(tmp_path / "ok.png"), "--out", str(tmp_path / "folder")]) == 1
+    assert "folder is an existing folder; give a file name inside it" in capsys.readouterr().err
