@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import torch
 
 from .backbones import Backbone
-from .editor import EditorModel
+from .editor import EditorModel, check_editor
 from .errors import InputError, out_of_memory_advice
 from .images import Geometry, fit_to_multiple, to_rgb
 from .scene import TensorSource, encode_tiles
-from .tiling import default_overlap, plan_tiles, resolve_tile, whole
+from .tiling import check_tiling, default_overlap, plan_tiles, resolve_tile, whole
 
 
 @dataclass
@@ -27,6 +27,10 @@ class SourceLatents:
     geometry: Geometry
     backbone: Backbone
     notes: list[str] = field(default_factory=list)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_images(images) -> None:
@@ -76,7 +80,10 @@ def encode_source(
     tile (``tile``: px, None = the default rule of :func:`rsedit_core.tiling.resolve_tile`, 0 =
     never) are encoded by blended VAE tiles, so memory does not grow with the scene.
     """
+    check_editor(model)
     check_images(images)
+    if tile is not None:
+        check_tiling(tile, default_overlap(tile) if _is_int(tile) else 0, 1, model.size_multiple)
     rgb, notes = to_rgb(images)
     fitted, geometry = fit_to_multiple(rgb, size_policy, model.size_multiple)
     if geometry.original != geometry.processed:

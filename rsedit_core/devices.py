@@ -14,9 +14,17 @@ _DEVICE = re.compile(r"^(cpu|cuda|mps)(:(\d+))?$")
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` as a device that exists on this machine."""
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` as a device that exists on this machine.
+
+    A ``torch.device`` of another kind (``xpu``, ``npu``, DirectML's ``privateuseone``) is one a
+    host such as ComfyUI or accelerate chose, and is taken as it is.
+    """
     if isinstance(name, torch.device):
+        if name.type not in ("cpu", "cuda", "mps"):
+            return name
         name = str(name)
+    if not isinstance(name, str):
+        raise InputError(f"The device must be a name ({DEVICE_HELP}) or a torch.device; got {name!r}.")
     text = str(name).strip().lower()
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -37,16 +45,19 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``fp32``/``fp16``/``bf16`` (or a ``torch.dtype``) as a ``torch.dtype``."""
+    """``fp32``/``fp16``/``bf16`` (or a floating ``torch.dtype``) as a ``torch.dtype``."""
     if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise InputError(f"dtype {dtype} is not a floating dtype; choose one of {', '.join(DTYPES)}.")
         return dtype
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise InputError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
     return DTYPES[dtype]
 
 
-def resolve_dtype(name: str, device: torch.device) -> str:
-    """``auto`` is fp16 on a GPU and fp32 on the CPU (fp16 matmuls are slow or missing there)."""
+def resolve_dtype(name: str | torch.dtype, device: torch.device) -> str | torch.dtype:
+    """``auto`` is fp16 on a GPU and fp32 on the CPU (fp16 matmuls are slow or missing there);
+    any other name (or ``torch.dtype``) is checked and returned as given."""
     if name == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
     torch_dtype(name)

@@ -9,12 +9,12 @@ import torch
 from .conditioning import SourceLatents, encode_source
 from .defaults import MIN_SIZE, NEGATIVE_PROMPT, SIZE_POLICIES, SIZE_POLICY
 from .denoise import StepCallback, denoise
-from .editor import EditorModel
+from .editor import EditorModel, check_editor
 from .errors import InputError, out_of_memory_advice
 from .guidance import guidance_active
 from .images import Geometry
 from .scene import CroppedSink, PaddedSource, SceneSink, SceneSource, TensorSink, decode_tiles, encode_tiles
-from .settings import EditSettings
+from .settings import EditSettings, as_settings
 from .text import TextConditioning, encode_text
 from .tiling import TilePlan, plan_tiles, resolve_tile, whole
 
@@ -35,6 +35,10 @@ def decode(
 ) -> torch.Tensor:
     """Decode scaled latents to ``[N, 3, H, W]`` float32 in ``0..1`` (on the CPU), one image at a
     time to bound memory, by blended windows when ``plan`` is tiled, and undo the size policy."""
+    check_editor(model)
+    if not isinstance(latents, torch.Tensor) or latents.dim() != 4:
+        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise InputError(f"latents must be a tensor [N, C, h, w] (EditResult.latents); got {shape}.")
     factor = model.vae_scale_factor
     h, w = latents.shape[-2:]
     plan = plan if plan is not None and plan.tiled else whole((h, w), factor)
@@ -45,6 +49,12 @@ def decode(
 
 
 def _check_same_editor(model: EditorModel, text: TextConditioning, source: SourceLatents) -> None:
+    for what, value, kind, maker in (
+        ("text", text, TextConditioning, "encode_text"),
+        ("source", source, SourceLatents, "encode_source"),
+    ):
+        if not isinstance(value, kind):
+            raise InputError(f"{what} must be a {kind.__name__} from {maker}(); got {type(value).__name__}.")
     for what, backbone in (("instruction", text.backbone), ("source", source.backbone)):
         if backbone is not model.backbone:
             raise InputError(
@@ -62,7 +72,8 @@ def run_edit(
     callback: StepCallback | None = None,
 ) -> EditResult:
     """Sample and decode once text and source are encoded; the settings are checked here, once."""
-    return _sample_and_decode(model, text, source, settings.for_model(model), callback)
+    check_editor(model)
+    return _sample_and_decode(model, text, source, as_settings(settings).for_model(model), callback)
 
 
 def tile_plan(model: EditorModel, settings: EditSettings, latent_size: tuple[int, int]) -> tuple[TilePlan | None, list]:
@@ -104,7 +115,8 @@ def edit_images(
     Everything is checked before any model runs: the images, the texts, the size policy and the
     settings (``settings.text_cfg=None`` takes the backbone's default, 7.5 U-Net / 4.5 DiT).
     """
-    settings = (settings or EditSettings()).for_model(model)
+    check_editor(model)
+    settings = as_settings(settings).for_model(model)
     for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
         if not isinstance(value, str):
             raise InputError(f"{name} must be a string; got {type(value).__name__}.")
@@ -154,7 +166,8 @@ def edit_scene(
     The scene is reflect-padded to the backbone's multiple and the padding cropped on the way out
     (the pixel grid is kept, as a georeferenced output needs); returns the notes of the run.
     """
-    settings = (settings or EditSettings()).for_model(model)
+    check_editor(model)
+    settings = as_settings(settings).for_model(model)
     if source.count != 1:
         raise InputError(f"edit_scene edits one scene at a time; the source holds {source.count}.")
     if len(sinks) != settings.num_variations:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .backbones import Backbone
+from .errors import InputError
 
 
 @dataclass
@@ -52,3 +53,10 @@ class EditorModel:
 
     def describe(self) -> str:
         return f"{self.backbone.display_name} editor ({self.backbone.mode}) from {self.root}"
+
+
+def check_editor(model) -> None:
+    """Refuse anything but a loaded :class:`EditorModel` (a path, a ComfyUI wrapper) at an API entry point."""
+    if not isinstance(model, EditorModel):
+        hint = " Load it first: model = load_editor(path)." if isinstance(model, str | Path) else ""
+        raise InputError(f"model must be an EditorModel from load_editor(); got {type(model).__name__}.{hint}")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from .backbones import detect_backbone
-from .devices import torch_dtype
+from .devices import resolve_device, resolve_dtype, torch_dtype
 from .editor import EditorModel
 from .errors import InputError, ModelFormatError
 from .model_folders import resolve_model_dir
@@ -41,11 +41,15 @@ def load_editor(
     an HF ``CLIPTextModel`` folder of the U-Net's cross-attention width. ``position_table``
     applies to ``.pt`` files (see :mod:`rsedit_core.longclip`). ``t5_max_length`` is the T5
     token budget (PixArt's 120). ``text_to_image_ok`` also reads a plain text-to-image SD folder
-    (a fine-tuning base whose U-Net still has 4 input channels).
+    (a fine-tuning base whose U-Net still has 4 input channels). ``device`` (``auto``, ``cpu``,
+    ``cuda``, ``cuda:N``, ``mps`` or a ``torch.device``) and the dtypes (``fp32``, ``fp16``, ``bf16``,
+    ``auto`` or a floating ``torch.dtype``) are checked before anything is read.
     """
-    weights_dtype = torch_dtype(dtype)
-    text_dtype = torch_dtype(text_encoder_dtype) if text_encoder_dtype is not None else weights_dtype
-    root = resolve_model_dir(spec, subfolder, search_dirs, allow_download)
+    # Device and dtypes are checked before anything is read, with the CLI's messages.
+    device = resolve_device(device)
+    weights_dtype = torch_dtype(resolve_dtype(dtype, device))
+    text_dtype = weights_dtype if text_encoder_dtype is None else torch_dtype(resolve_dtype(text_encoder_dtype, device))
+    root = resolve_model_dir(spec, subfolder, search_dirs, allow_download, text_to_image_ok)
     backbone, config = detect_backbone(root, text_to_image_ok)
     if text_encoder is not None and not backbone.supports_text_encoder_swap:
         raise InputError(

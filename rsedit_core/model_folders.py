@@ -8,13 +8,16 @@ never from its name.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
-from .backbones import BACKBONES, component_folders
-from .errors import ModelFormatError, ModelNotFoundError, require
+from .backbones import BACKBONES, component_folders, detect_backbone
+from .errors import InputError, ModelFormatError, ModelNotFoundError, RSEditError, require
 from .weights import WEIGHT_NAMES
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -109,24 +112,83 @@ def _download(repo_id: str, subfolder: str | None) -> Path:
         ) from e
 
 
-def _local_intent(spec: str, search_dirs: Sequence[str | os.PathLike]) -> Path | None:
-    """The existing local folder that ``owner/name`` starts with, if any: ``models/RSEdt`` where
-    ``models/`` exists is a mistyped path, not a hub id."""
-    head = spec.split("/", 1)[0]
-    for base in [Path("."), *map(Path, search_dirs)]:
-        if (base / head).is_dir():
-            return base / head
+def _subfolder_names(folder: Path) -> list[str]:
+    try:
+        return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    except OSError:
+        return []
+
+
+class _Problem(NamedTuple):
+    index: int  # of the first component that fails
+    absent: bool  # it just does not exist (rather than a loop, a broken link, a file)
+    sentence: str
+    reached: Path  # the deepest folder that exists
+
+
+def _first_problem(path: Path) -> _Problem | None:
+    """Where ``path`` stops leading anywhere, naming the first component that is absent, a symlink
+    loop, a broken symlink, a file where a folder must be, or unreadable; None when the path
+    exists. An absolute path is walked from its root and a relative one from the current folder,
+    so ``''`` and ``.`` parts (``/x``, ``./x``, ``a//b``) never stand for a name."""
+    parts = path.parts
+    current, names = (Path(parts[0]), parts[1:]) if path.anchor else (Path(), parts)
+    for index, name in enumerate(names):
+        here = current / name
+        try:
+            info = os.lstat(here)
+        except FileNotFoundError:
+            close = difflib.get_close_matches(name, _subfolder_names(current), n=3, cutoff=0.5)
+            rest = names[index + 1 :]
+            guesses = ", ".join(str(Path(current, guess, *rest)) for guess in close)
+            sentence = f"{here} does not exist" + (f"; did you mean {guesses}?" if guesses else ".")
+            return _Problem(index, True, sentence, current)
+        except PermissionError:
+            sentence = f"{current} cannot be read (permission denied), so {here} cannot be reached."
+            return _Problem(index, False, sentence, current)
+        except OSError as e:
+            return _Problem(index, False, f"{here} cannot be reached ({e.strerror or e}).", current)
+        if stat.S_ISLNK(info.st_mode):
+            try:
+                os.stat(here)
+            except OSError as e:
+                target = os.readlink(here)
+                if e.errno == errno.ELOOP:
+                    sentence = (
+                        f"{here} is a symlink loop (it links to {target}, which leads back to it); point the link "
+                        "at the real folder."
+                    )
+                else:
+                    sentence = f"{here} is a broken symlink: it links to {target}, which does not exist."
+                return _Problem(index, False, sentence, current)
+        if index < len(names) - 1 and not here.is_dir():
+            return _Problem(index, False, f"{here} is a file, not a folder.", current)
+        current = here
     return None
 
 
-def _not_found(spec: str, looked: list[str], near: Path | None) -> ModelNotFoundError:
-    hint = ""
-    if near is not None:
-        name = spec.split("/")[-1]
-        options = [p.name for p in near.iterdir() if p.is_dir()] if near.is_dir() else []
-        close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
-        hint = f" {near} exists but has no '{name}'" + (f"; did you mean {', '.join(close)}?" if close else ".")
-        hint += " (Treated as a local path, not a hub id, because that folder exists.)"
+def _explicitly_local(spec: str) -> bool:
+    """``/x``, ``./x``, ``../x``, ``~/x`` (and Windows drive paths) are paths, never hub ids."""
+    return Path(spec).is_absolute() or spec.startswith((".", "~", os.sep)) or bool(Path(spec).drive)
+
+
+def _local_problem(spec: str, candidates: list[Path]) -> _Problem | None:
+    """What is missing when ``spec`` is meant as a local path (None: it may be a hub id).
+
+    The candidate that leads furthest is described. A spec whose first component exists (or is a
+    link or a file) is local: ``models/RSEdt`` where ``models/`` exists is a mistyped path.
+    """
+    problems = [problem for problem in map(_first_problem, candidates) if problem is not None]
+    if not problems:
+        return None
+    problem = max(problems, key=lambda p: p.index)
+    return problem if problem.index > 0 or not problem.absent or _explicitly_local(spec) else None
+
+
+def _not_found(spec: str, looked: list[str], problem: _Problem | None, hub_possible: bool) -> ModelNotFoundError:
+    hint = f" {problem.sentence}" if problem else ""
+    if problem and problem.index > 0 and hub_possible and not _explicitly_local(spec):
+        hint += f" (Treated as a local path, not a hub id, because {problem.reached} exists.)"
     return ModelNotFoundError(
         f"No RSEdit model at '{spec}'.{hint} Looked in: {', '.join(looked)}. Expected {EDITOR_LAYOUT}, "
         f"or a hub id such as {BACKBONES['unet'].release_repo} with subfolder {BACKBONES['unet'].release_subfolder}. "
@@ -150,28 +212,86 @@ def _check_complete(root: Path) -> None:
         )
 
 
+def _check_parts(root: Path) -> None:
+    missing = [f"{part}/" for part in EDITOR_PARTS if not (root / part).is_dir()]
+    if missing:
+        raise ModelFormatError(f"{root} has no {', '.join(missing)} folder(s). Expected {EDITOR_LAYOUT}.")
+
+
+def editor_problem(root: Path, text_to_image_ok: bool = False) -> RSEditError | None:
+    """Why ``root`` is not an editor that :func:`~rsedit_core.loading.load_editor` would load (its
+    configs are read, no weights), or None. ``text_to_image_ok`` also accepts a fine-tuning base."""
+    try:
+        if (root / "training_state.json").is_file():
+            raise ModelFormatError(f"'{root}' is a training checkpoint, not an editor.")
+        _check_complete(root)
+        _check_parts(root)
+        detect_backbone(root, text_to_image_ok)
+    except RSEditError as e:
+        return e
+    return None
+
+
+def _one_inner_editor(root: Path, text_to_image_ok: bool) -> Path:
+    """The one editor below ``root``. Folders that only look like one (a text-to-image model, a
+    partial download) are never offered as editors; when nothing else is there, the one found
+    explains itself."""
+    found = find_model_folders([root])
+    if not found:
+        raise ModelFormatError(
+            f"'{root}' is not an RSEdit model folder: it has no unet/ (or transformer/) with a "
+            f"config.json. Expected {EDITOR_LAYOUT}."
+        )
+    problems = {name: editor_problem(root / name, text_to_image_ok) for name in found}
+    editors = [name for name in found if problems[name] is None]
+    others = [name for name in found if problems[name] is not None]
+    if len(editors) == 1:
+        return root / editors[0]
+    if len(found) == 1:
+        raise problems[found[0]]
+    skipped = f" Not editors, so not offered: {', '.join(others)}." if others else ""
+    if editors:
+        raise ModelNotFoundError(
+            f"'{root}' holds several editors: {', '.join(editors)}. Pass one of them "
+            f"(as a path, or with --subfolder).{skipped}"
+        )
+    reasons = "; ".join(f"{name}: {problems[name]}" for name in others)
+    raise ModelFormatError(f"'{root}' holds no editor that can be loaded. Found: {reasons}")
+
+
 def resolve_model_dir(
     spec: str | os.PathLike,
     subfolder: str | None = None,
     search_dirs: Sequence[str | os.PathLike] = (),
     allow_download: bool = True,
+    text_to_image_ok: bool = False,
 ) -> Path:
     """Turn a path, a hub id or a ComfyUI ``models/rsedit`` entry into an editor folder.
 
     Accepts the editor folder itself, a path to one of its component folders (``.../unet``), or a
-    release root that holds exactly one editor folder. ``allow_download=False`` (ComfyUI nodes)
-    never reaches the hub. An ``owner/name`` whose ``owner`` is an existing local folder is a path.
+    release root that holds exactly one editor folder (``text_to_image_ok``: or one fine-tuning
+    base). ``allow_download=False`` (ComfyUI nodes) never reaches the hub. An ``owner/name`` whose
+    ``owner`` is an existing local folder is a path.
     """
-    spec = str(spec)
+    if not isinstance(spec, str | os.PathLike):
+        raise InputError(f"The model must be a path or a hub id (a string); got {type(spec).__name__}.")
+    spec = os.fspath(spec)
+    if isinstance(spec, bytes) or not spec.strip():
+        raise InputError(
+            f"No model was given (the model path is {spec!r}). Pass an editor folder, a hub id such as "
+            f"{BACKBONES['unet'].release_repo} (with subfolder {BACKBONES['unet'].release_subfolder}) or a "
+            "ComfyUI models/rsedit entry; for the current folder, write '.'."
+        )
     candidates = [Path(spec).expanduser()] + [Path(d) / spec for d in search_dirs]
     root = next((c for c in candidates if c.exists()), None)
-    looked = [str(c) for c in candidates]
-    near = _local_intent(spec, search_dirs) if root is None else None
-    if root is None and near is None and allow_download and _HUB_ID.match(spec):
+    looked = list(dict.fromkeys(str(c) for c in candidates))
+    problem = _local_problem(spec, candidates) if root is None else None
+    hub_possible = allow_download and bool(_HUB_ID.match(spec))
+    if root is None and problem is None and hub_possible:
         root = _download(spec, subfolder)
         looked.append(f"hub:{spec}")
     if root is None:
-        raise _not_found(spec, looked, near)
+        raise _not_found(spec, looked, problem, hub_possible)
     if subfolder:
         root = root / subfolder
         if not root.is_dir():
@@ -187,20 +307,6 @@ def resolve_model_dir(
     if not is_editor_folder(root) and is_editor_folder(root.parent):
         return root.parent
     if not is_editor_folder(root):
-        inner = find_model_folders([root])
-        if len(inner) == 1:
-            _check_complete(root / inner[0])
-            return root / inner[0]
-        if inner:
-            raise ModelNotFoundError(
-                f"'{root}' holds several editors: {', '.join(inner)}. Pass one of them "
-                "(as a path, or with --subfolder)."
-            )
-        raise ModelFormatError(
-            f"'{root}' is not an RSEdit model folder: it has no unet/ (or transformer/) with a "
-            f"config.json. Expected {EDITOR_LAYOUT}."
-        )
-    missing = [f"{part}/" for part in EDITOR_PARTS if not (root / part).is_dir()]
-    if missing:
-        raise ModelFormatError(f"{root} has no {', '.join(missing)} folder(s). Expected {EDITOR_LAYOUT}.")
+        return _one_inner_editor(root, text_to_image_ok)
+    _check_parts(root)
     return root

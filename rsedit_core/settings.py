@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 from . import defaults
@@ -84,3 +85,24 @@ class EditSettings:
         if self.text_cfg is not None:
             return self
         return replace(self, text_cfg=model.backbone.default_text_cfg)
+
+
+def as_settings(settings) -> EditSettings:
+    """``settings`` as given to an API entry point: ``None`` is the defaults; anything other than
+    an :class:`EditSettings` (a dict, keyword arguments' worth of options) is refused, saying how."""
+    if settings is None:
+        return EditSettings()
+    if isinstance(settings, EditSettings):
+        return settings
+    names = [f.name for f in fields(EditSettings)]
+    if isinstance(settings, Mapping):
+        unknown = [repr(key) for key in settings if key not in names]
+        extra = f" ({', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not among them)" if unknown else ""
+        raise InputError(
+            f"settings must be an EditSettings, not a {type(settings).__name__}: pass "
+            f"settings=EditSettings(**your_dict), with fields {', '.join(names)}{extra}."
+        )
+    raise InputError(
+        f"settings must be an EditSettings (fields {', '.join(names)}); got {type(settings).__name__}. "
+        "For example settings=EditSettings(steps=50)."
+    )

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from .backbones import Backbone
-from .editor import EditorModel
+from .editor import EditorModel, check_editor
+from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +106,10 @@ def encode_text(
     the same text costs nothing; ``before_encoding`` runs only when the encoder is actually needed
     (ComfyUI uses it to bring the encoder to the GPU).
     """
-    if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
-        raise TypeError("prompt and negative_prompt must be strings")
+    check_editor(model)
+    for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+        if not isinstance(value, str):
+            raise InputError(f"{name} must be a string; got {type(value).__name__}.")
     key = ("text", prompt, negative_prompt)
     if key in model.cache:
         return model.cache[key]

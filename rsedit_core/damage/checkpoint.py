@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..devices import resolve_device, torch_dtype
 from ..errors import InputError, ModelFormatError, ModelNotFoundError
 from .model import ChangeStar1x256
 
@@ -158,16 +159,20 @@ def check_damage_state_dict(state: Mapping[str, torch.Tensor], source: str | os.
 def load_damage_model(
     path: str | os.PathLike,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
 ) -> ChangeStar1x256:
     """Load a ChangeStar1x256 checkpoint strictly; return the model in eval mode without gradients.
 
     Accepts `.pth`/`.pt` (read with `weights_only=True`) or safetensors, wrapped or prefixed as
     described in the module docstring. Raises `ModelNotFoundError` for a missing file and
-    `ModelFormatError` for anything that is not exactly this model's weights.
+    `ModelFormatError` for anything that is not exactly this model's weights. ``device`` and
+    ``dtype`` (a floating ``torch.dtype`` or ``fp32``/``fp16``/``bf16``) are checked before the file
+    is read, with the CLI's messages.
     """
-    if not dtype.is_floating_point:
+    device = resolve_device(device)
+    if isinstance(dtype, torch.dtype) and not dtype.is_floating_point:
         raise InputError(f"The damage model needs a floating dtype (float32, float16, bfloat16); got {dtype}.")
+    dtype = torch_dtype(dtype)
     state = read_damage_state_dict(path)
     check_damage_state_dict(state, path)
     with torch.device("meta"):

@@ -48,17 +48,23 @@ class CheckpointError(RSEditError):
     """A checkpoint cannot be written or resumed."""
 
 
-def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints under ``output_dir`` as ``(step, path)``, oldest first."""
+def checkpoint_folders(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Every ``checkpoint-N`` folder under ``output_dir`` as ``(step, path)``, oldest first, whole
+    or not (a save in progress is ``checkpoint-N.partial`` and never among them)."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
     found = []
     for path in output_dir.iterdir():
         match = _NAME.match(path.name)
-        if match and path.is_dir() and (path / STATE_FILE).is_file():
+        if match and path.is_dir():
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``output_dir`` as ``(step, path)``, oldest first."""
+    return [(step, path) for step, path in checkpoint_folders(output_dir) if (path / STATE_FILE).is_file()]
 
 
 def remove_partial(output_dir: str | os.PathLike) -> list[Path]:
@@ -73,11 +79,15 @@ def remove_partial(output_dir: str | os.PathLike) -> list[Path]:
 
 def resolve_resume(spec: str | None, output_dir: str | os.PathLike) -> Path | None:
     """The checkpoint ``--resume`` names: ``latest`` (None if there is none yet: a fresh start),
-    a ``checkpoint-N`` name inside ``output_dir``, or a path."""
+    a ``checkpoint-N`` name inside ``output_dir``, or a path.
+
+    ``latest`` is the newest ``checkpoint-N`` folder, whole or not: one whose files are gone (even
+    all of them) is a damaged checkpoint for :func:`~rsedit_core.train.integrity.check_checkpoint`
+    to refuse with the fix, never "no checkpoint yet" (a fresh start would later rotate it away)."""
     if not spec:
         return None
     if spec == "latest":
-        found = list_checkpoints(output_dir)
+        found = checkpoint_folders(output_dir)
         return found[-1][1] if found else None
     path = Path(spec)
     if not path.is_absolute() and not path.exists():
@@ -100,10 +110,10 @@ def read_state(path: str | os.PathLike) -> dict:
 
 def set_aside_newer(output_dir: str | os.PathLike, step: int) -> list[Path]:
     """After resuming from step ``step``, rename later checkpoints (an abandoned continuation) to
-    ``checkpoint-N.superseded`` so that ``--resume latest`` and rotation never pick them. Nothing
-    is deleted."""
+    ``checkpoint-N.superseded`` so that ``--resume latest`` and rotation never pick them (damaged
+    ones too). Nothing is deleted."""
     moved = []
-    for later_step, path in list_checkpoints(output_dir):
+    for later_step, path in checkpoint_folders(output_dir):
         if later_step > step:
             target = path.with_name(path.name + ".superseded")
             shutil.rmtree(target, ignore_errors=True)

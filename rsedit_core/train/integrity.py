@@ -76,6 +76,8 @@ def _first_line(error: BaseException) -> str:
 
 def _read_state(path: Path) -> tuple[dict, list[str]]:
     file = path / STATE_FILE
+    if not file.is_file():
+        return {}, [f"{file} is missing"]
     try:
         state = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -183,6 +185,9 @@ def inspect_checkpoint(
     """Check every file a resume of ``path`` reads; nothing is loaded into a model."""
     path = Path(path)
     report = CheckpointReport(path)
+    if path.is_dir() and not any(path.iterdir()):
+        report.fatal = [f"{path} is empty: every file of the checkpoint is gone"]
+        return report
     report.state, report.fatal = _read_state(path)
     report.fatal += _model_folder_problems(path / component_folder)
     if use_ema:
@@ -213,17 +218,18 @@ def inspect_checkpoint(
     return report
 
 
-def _older_whole(report: CheckpointReport, **expected) -> Path | None:
-    """The newest older checkpoint beside ``report.path`` that passes the same checks."""
+def _older_whole(report: CheckpointReport, **expected) -> tuple[Path | None, bool]:
+    """The newest older checkpoint beside ``report.path`` that passes the same checks, and whether
+    there is any older checkpoint at all."""
     match = re.match(r"^checkpoint-(\d+)$", report.path.name)
     limit = int(match.group(1)) if match else report.state.get("step")
     if not isinstance(limit, int):
-        return None
+        return None, True
     older = [p for step, p in list_checkpoints(report.path.parent) if step < limit]
     for candidate in reversed(older[-OLDER_TO_TRY:]):
         if inspect_checkpoint(candidate, **expected).whole:
-            return candidate
-    return None
+            return candidate, True
+    return None, bool(older)
 
 
 def check_checkpoint(
@@ -242,13 +248,22 @@ def check_checkpoint(
         check_state(report.state)
     if report.whole or (allow_inexact and not report.fatal):
         return report
-    older = _older_whole(report, **expected)
-    fixes = [
-        f"resume from an older checkpoint ({older.name} passes these checks: --resume {older.name})"
-        if older
-        else "resume from an older checkpoint (--resume checkpoint-N; none of the newest older ones is whole)",
-        "or start afresh in a new --output-dir",
-    ]
+    older, any_older = _older_whole(report, **expected)
+    if older:
+        fixes = [
+            f"resume from an older checkpoint ({older.name} passes these checks: --resume {older.name})",
+            "or start afresh in a new --output-dir",
+        ]
+    elif any_older:
+        fixes = [
+            "resume from an older checkpoint (--resume checkpoint-N; none of the newest older ones is whole)",
+            "or start afresh in a new --output-dir",
+        ]
+    else:
+        fixes = [
+            f"start afresh in a new --output-dir (there is no older checkpoint in {report.path.parent})",
+            f"or remove {report.path} to train from step 0 in this one",
+        ]
     if not report.fatal:
         fixes.append(
             "or pass --resume-inexact to continue with those processes reseeded: the run will then no "

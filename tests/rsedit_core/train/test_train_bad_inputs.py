@@ -18,7 +18,7 @@ from train_script import run_script, same_checkpoint, script_args
 
 from rsedit_core.errors import InputError
 from rsedit_core.train.args import parse_args
-from rsedit_core.train.checkpoints import CheckpointError
+from rsedit_core.train.checkpoints import CheckpointError, resolve_resume
 from rsedit_core.train.integrity import check_checkpoint
 
 BASE = ["--backbone", "unet", "--base", "some-user/some-model", "--data", "d"]
@@ -227,6 +227,33 @@ def test_no_intact_older_checkpoint_is_said_so(run_copy):
         _truncate(out / f"checkpoint-{step}" / "optimizer.bin")
     with pytest.raises(CheckpointError, match="none of the newest older ones is whole"):
         check_checkpoint(out / "checkpoint-3", **EXPECTED)
+
+
+def test_a_newest_checkpoint_whose_files_are_gone_is_damaged_not_absent(run_copy):
+    _, out = run_copy
+    (out / "checkpoint-4").mkdir()
+    latest = resolve_resume("latest", out)
+    assert latest == out / "checkpoint-4"
+    with pytest.raises(CheckpointError) as caught:
+        check_checkpoint(latest, **EXPECTED)
+    message = str(caught.value)
+    assert message.startswith(f"Cannot resume from {latest}: {latest} is empty: every file of the checkpoint is gone.")
+    assert "checkpoint-3 passes these checks: --resume checkpoint-3" in message
+    (latest / "unet").mkdir()  # some files left, the state file gone: each one missing is named
+    with pytest.raises(CheckpointError, match="4/training_state.json is missing; .*unet holds no safetensors"):
+        check_checkpoint(latest, **EXPECTED)
+
+
+def test_an_empty_checkpoint_folder_stops_the_run_instead_of_a_fresh_start(tiny_sd_dir, tmp_path, caplog):
+    data = write_pairs(tmp_path / "data", count=4)
+    out = tmp_path / "run"
+    (out / "checkpoint-1").mkdir(parents=True)
+    with caplog.at_level("INFO"):
+        assert run_script(script_args(tiny_sd_dir, data, out, "--max-train-steps", "2", "--resume", "latest")) == 2
+    assert f"Cannot resume from {out / 'checkpoint-1'}: {out / 'checkpoint-1'} is empty" in caplog.text
+    assert f"there is no older checkpoint in {out}), or remove {out / 'checkpoint-1'} to train" in caplog.text
+    assert "no checkpoint in" not in caplog.text and "Loaded RSEdit" not in caplog.text
+    assert [p.name for p in out.iterdir()] == ["checkpoint-1"] and not any((out / "checkpoint-1").iterdir())
 
 
 def test_accelerate_alone_skips_an_unreadable_rng_state_silently(tmp_path):

@@ -242,6 +242,21 @@ def test_checkpoints_are_atomic_and_rotated(tmp_path):
         checkpoints.resolve_resume("checkpoint-9", tmp_path)
 
 
+def test_latest_is_the_newest_checkpoint_folder_even_a_damaged_one(tmp_path):
+    """An emptied checkpoint-N is a damaged checkpoint for the integrity check to refuse, not "none yet"."""
+    checkpoints.save_checkpoint(tmp_path, 2, {"step": 2}, _write_files, total_limit=None)
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-6.partial").mkdir()  # a save in progress is never a checkpoint
+    assert [s for s, _ in checkpoints.list_checkpoints(tmp_path)] == [2]
+    assert checkpoints.resolve_resume("latest", tmp_path) == tmp_path / "checkpoint-4"
+    only_empty = tmp_path / "fresh"
+    (only_empty / "checkpoint-1").mkdir(parents=True)
+    assert checkpoints.resolve_resume("latest", only_empty) == only_empty / "checkpoint-1"
+    # Resuming from an older one sets the damaged later one aside too, so latest never picks it again.
+    assert [p.name for p in checkpoints.set_aside_newer(tmp_path, 2)] == ["checkpoint-4.superseded"]
+    assert checkpoints.resolve_resume("latest", tmp_path) == tmp_path / "checkpoint-2"
+
+
 def test_full_disk_mid_save_leaves_the_previous_checkpoint_whole(tmp_path):
     checkpoints.save_checkpoint(tmp_path, 2, {"step": 2}, _write_files, total_limit=1)
     before = (tmp_path / "checkpoint-2" / "unet" / "weights.bin").read_bytes()
