@@ -358,8 +358,8 @@ def cmd_demo(args) -> int:
         )
     if args.smoke:
         return _smoke(args, scene)
-    chosen = args.model or os.environ.get("RSEDIT_MODEL")
-    if chosen:
+    chosen = args.model if args.model is not None else (os.environ.get("RSEDIT_MODEL") or None)
+    if chosen is not None:  # an empty name is the loader's to refuse, never a reason to fall back
         # A model the user named must be used or fail: a smoke run would hide the mistake.
         subfolder = args.subfolder if args.model else None
         return _run(args, chosen, subfolder, [scene], DEMO_PROMPT, args.out, "RSEdit demo (real weights)")

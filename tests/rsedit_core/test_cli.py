@@ -171,3 +171,8 @@ def test_demo_smoke_with_a_model_is_refused_not_ignored(tmp_path, capsys):
     assert main(["demo", "--smoke", "--model", "some/editor", "--out", str(tmp_path / "d.png")]) == 1
     assert "--smoke runs on tiny random weights and --model names real ones" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_with_an_empty_model_name_fails_instead_of_falling_back(tmp_path, capsys):
+    assert main(["demo", "--model", "", "--out", str(tmp_path / "d.png")]) == 1
+    assert "No model was given" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
