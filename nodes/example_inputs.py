@@ -1,9 +1,10 @@
 """Put the example workflows' input images in ComfyUI's input folder, so the templates run as loaded.
 
 The images are synthetic (``scripts/make_sample_scene.py``): a drawn coastal town, the same town
-with the waterfront around the pier "painted" (alpha 0, which Load Image turns into a MASK of 1), and a
-drawn 0-4 damage class map of its buildings. Existing files are never overwritten; a deleted one
-comes back at the next start unless ``RSEDIT_NO_EXAMPLE_INPUTS=1`` is set.
+with the waterfront around the pier "painted" (alpha 0, which Load Image turns into a MASK of 1), a
+drawn 0-4 damage class map of its buildings, and the town as a 4-band 16-bit GeoTIFF with a UTM
+georeference and a nodata corner (``scripts/make_sample_geotiff.py``). Existing files are never
+overwritten; a deleted one comes back at the next start unless ``RSEDIT_NO_EXAMPLE_INPUTS=1`` is set.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ EXAMPLE_INPUTS = {
     "rsedit_sample_scene.png": "sample_scene.png",
     "rsedit_sample_scene_masked.png": "sample_scene_masked.png",
     "rsedit_sample_damage_target.png": "sample_damage_target.png",
+    "rsedit_sample_scene.tif": "sample_scene.tif",
 }
 
 

@@ -10,6 +10,7 @@ from .example_inputs import install_example_inputs
 from .nodes_damage import NODES as DAMAGE_NODES
 from .nodes_damage import register_damage_folder
 from .nodes_edit import NODES as EDIT_NODES
+from .nodes_geo import NODES as GEO_NODES
 
 
 class RSEditExtension(ComfyExtension):
@@ -18,4 +19,4 @@ class RSEditExtension(ComfyExtension):
         register_model_folder()
         register_damage_folder()
         install_example_inputs(folder_paths.get_input_directory())
-        return [*EDIT_NODES, *DAMAGE_NODES]
+        return [*EDIT_NODES, *GEO_NODES, *DAMAGE_NODES]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,8 @@ section explains how the nodes fit together and the example workflows show them 
 
 def _node_classes():
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+    # File lists (Load GeoTIFF's) then describe what the server finds, not the pack's example inputs.
+    os.environ["RSEDIT_NO_EXAMPLE_INPUTS"] = "1"
     from comfy_double import install_comfy_double
 
     install_comfy_double()
@@ -74,9 +77,12 @@ def render() -> str:
                 default = f"`{options['default']!r}`" if "default" in options else ""
                 row = [label, f"`{kind}`", default, _range(kind, options), options.get("tooltip", "")]
                 lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
-        lines += ["", "| Output | Type | What it is |", "| --- | --- | --- |"]
-        for name, kind, tip in zip(info["output_name"], info["output"], info["output_tooltips"], strict=True):
-            lines.append(f"| `{name}` | `{kind}` | {_cell(tip or '')} |")
+        if info["output"]:
+            lines += ["", "| Output | Type | What it is |", "| --- | --- | --- |"]
+            for name, kind, tip in zip(info["output_name"], info["output"], info["output_tooltips"], strict=True):
+                lines.append(f"| `{name}` | `{kind}` | {_cell(tip or '')} |")
+        elif info["output_node"]:
+            lines += ["", "An output node: no outputs; it writes files and shows what it wrote on the node."]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -59,6 +59,9 @@ MODELS = {
 SCENE = "rsedit_sample_scene.png"
 MASKED_SCENE = "rsedit_sample_scene_masked.png"
 DAMAGE_TARGET = "rsedit_sample_damage_target.png"
+GEOTIFF = "rsedit_sample_scene.tif"
+# The sample GeoTIFF holds scaled reflectance (x 10000): this fixed range shows the drawing's own colours.
+GEOTIFF_STRETCH = "0,3000"
 
 # Output slots of the nodes used: node type -> [(name, type)].
 OUTPUTS = {
@@ -76,6 +79,8 @@ OUTPUTS = {
         ("destroyed", "MASK"),
         ("report", "STRING"),
     ],
+    "RSEditLoadGeoTIFF": [("image", "IMAGE"), ("geo", "RSEDIT_GEO"), ("nodata", "MASK")],
+    "RSEditSaveGeoTIFF": [],
     "LoadImage": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
     "ImageScaleBy": [("IMAGE", "IMAGE")],
     "ImageCompositeMasked": [("IMAGE", "IMAGE")],
@@ -99,6 +104,8 @@ SOCKETS = {
         ("ground_truth", "IMAGE"),
         ("ground_truth_mask", "MASK"),
     ],
+    "RSEditLoadGeoTIFF": [],
+    "RSEditSaveGeoTIFF": [("images", "IMAGE"), ("geo", "RSEDIT_GEO"), ("nodata_mask", "MASK")],
     "LoadImage": [],
     "ImageScaleBy": [("image", "IMAGE")],
     "ImageCompositeMasked": [("destination", "IMAGE"), ("source", "IMAGE"), ("mask", "MASK")],
@@ -115,6 +122,8 @@ SIZES = {
     "RSEditSampler": (320, 240),
     "RSEditDamageLoader": (340, 82),
     "RSEditDamageAssessment": (340, 230),
+    "RSEditLoadGeoTIFF": (340, 130),
+    "RSEditSaveGeoTIFF": (340, 180),
     "LoadImage": (320, 330),
     "ImageScaleBy": (320, 82),
     "ImageCompositeMasked": (320, 146),
@@ -454,6 +463,25 @@ def earthquake() -> Graph:
     return g
 
 
+def geotiff_flood() -> Graph:
+    """The flood on the 4-band 16-bit sample GeoTIFF, tiled (768x640 > the 512 px tile), saved as a
+    GeoTIFF on the source's grid with its nodata corner kept, and previewed."""
+    g = Graph("GeoTIFF flood", "a 4-band 16-bit UTM GeoTIFF in, the edit out on the same grid (tiled, nodata kept)")
+    loader = g.loader(UNET)
+    scene = g.add("RSEditLoadGeoTIFF", [GEOTIFF, "", GEOTIFF_STRETCH], 0, 0.5)
+    source = g.add("RSEditSourceConditioning", [defaults.SIZE_POLICY], 1, 0)
+    g.link(loader, 0, source, "rsedit_model")
+    g.link(scene, 0, source, "image")
+    sampler = edit_chain(g, loader, source, FLOOD, 1, 0.4, "hurricane flood", UNET_CFG)
+    save = g.add("RSEditSaveGeoTIFF", ["rsedit/flood_geotiff", "deflate", False, False], 3, 0)
+    g.link(sampler, 0, save, "images")
+    g.link(scene, 1, save, "geo")
+    g.link(scene, 2, save, "nodata_mask")
+    preview = g.add("PreviewImage", [], 3, 1)
+    g.link(sampler, 0, preview, "images")
+    return g
+
+
 def workflows() -> dict[str, Graph]:
     """File name (without .json) -> graph."""
     return {
@@ -491,6 +519,7 @@ def workflows() -> dict[str, Graph]:
         "rsedit_damage_assessment": assessment(),
         "rsedit_upscale_and_save": upscale(),
         "rsedit_masked_edit": masked(),
+        "rsedit_geotiff_flood": geotiff_flood(),
     }
 
 
@@ -520,6 +549,22 @@ def _draw_graph(draw, graph: Graph, box: tuple[int, int, int, int]) -> None:
         draw.rectangle([corner, far], fill=(52, 92, 140) if ours else (88, 88, 92), outline=(220, 220, 220))
 
 
+def _geotiff_picture():
+    """The sample GeoTIFF as the workflow's loader shows it (red, green, blue through the fixed
+    stretch, nodata black), computed by the script that writes the file (no GDAL needed here)."""
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_sample_geotiff import NODATA, bands, scene_pixels
+
+    values = bands(scene_pixels())
+    low, high = (float(v) for v in GEOTIFF_STRETCH.split(","))
+    rgb = np.clip((values[[2, 1, 0]].astype(np.float32) - low) / (high - low), 0, 1)
+    rgb[:, (values == NODATA).any(axis=0)] = 0
+    return Image.fromarray(np.rint(rgb.transpose(1, 2, 0) * 255).astype(np.uint8))
+
+
 def thumbnail(graph: Graph, path: Path) -> None:
     """What the template is: its input image (left) and a schematic of its graph (right). Never a
     result image."""
@@ -528,8 +573,13 @@ def thumbnail(graph: Graph, path: Path) -> None:
     assets = ROOT / "rsedit_core" / "assets"
     uses_mask = any(n["type"] == "LoadImage" and n["widgets_values"][0] == MASKED_SCENE for n in graph.nodes)
     image = Image.new("RGB", (512, 256), (32, 34, 38))
-    with Image.open(assets / "sample_scene.png") as scene:
-        image.paste(scene.convert("RGB").resize((256, 256), Image.LANCZOS), (0, 0))
+    if any(n["type"] == "RSEditLoadGeoTIFF" for n in graph.nodes):
+        picture = _geotiff_picture()
+        picture.thumbnail((256, 256), Image.LANCZOS)
+        image.paste(picture, (0, (256 - picture.height) // 2))
+    else:
+        with Image.open(assets / "sample_scene.png") as scene:
+            image.paste(scene.convert("RGB").resize((256, 256), Image.LANCZOS), (0, 0))
     draw = ImageDraw.Draw(image, "RGBA")
     if uses_mask:
         sys.path.insert(0, str(ROOT / "scripts"))

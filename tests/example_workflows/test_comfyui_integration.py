@@ -238,6 +238,35 @@ def test_shipped_workflow_runs_through_prompt(workflow_comfyui, name):
         previews = [i for i, node in graph.items() if node["class_type"] == "PreviewAny"]
         shown = [entry["outputs"][i]["text"][0] for i in previews]
         assert len(shown) == 2 and sum("F1_dam" in text for text in shown) == 1, shown
+    if name == "rsedit_geotiff_flood":
+        check_geotiff(workflow_comfyui, graph, entry)
+
+
+def check_geotiff(client: ComfyUIClient, graph: dict, entry: dict) -> None:
+    """RSEdit Save GeoTIFF wrote into the server's output folder, on the sample's grid with its
+    nodata corner, and took the instruction from the queued graph (hidden PROMPT and UNIQUE_ID)."""
+    import numpy as np
+    import rasterio
+
+    (save,) = [i for i, node in graph.items() if node["class_type"] == "RSEditSaveGeoTIFF"]
+    (text,) = [node for node in graph.values() if node["class_type"] == "RSEditTextEncode"]
+    shown = entry["outputs"][save]["text"][0]
+    name = shown.removeprefix("saved ").split(" in ComfyUI's output folder")[0]
+    assert name.startswith("rsedit/flood_geotiff_") and name.endswith("_.tif"), shown
+    written_path = client.log_path.parent / "output" / name  # start_comfyui's --output-directory
+    with (
+        rasterio.open(written_path) as written,
+        rasterio.open(os.path.join(ROOT, "rsedit_core", "assets", "sample_scene.tif")) as source,
+    ):
+        assert (written.crs, written.transform, written.width, written.height) == (
+            source.crs,
+            source.transform,
+            source.width,
+            source.height,
+        )
+        assert (written.dtypes[0], written.nodata) == ("uint16", 0)
+        assert np.array_equal(written.dataset_mask(), source.dataset_mask())
+        assert written.tags()["RSEDIT_INSTRUCTION"] == text["inputs"]["instruction"]
 
 
 def test_shipped_workflow_with_a_missing_model_fails_and_the_server_serves_the_next(workflow_comfyui):

@@ -30,9 +30,12 @@ FILES = sorted(WORKFLOWS.glob("*.json"))
 NAMES = [path.stem for path in FILES]
 SCENARIOS = ("hurricane_flood", "tsunami", "tornado", "earthquake", "wildfire", "volcanic_eruption", "urban_growth",
              "seasonal_shift")  # fmt: skip
-EXAMPLE_INPUTS = ("rsedit_sample_scene.png", "rsedit_sample_scene_masked.png", "rsedit_sample_damage_target.png")
+EXAMPLE_INPUTS = ("rsedit_sample_scene.png", "rsedit_sample_scene_masked.png", "rsedit_sample_damage_target.png",
+                  "rsedit_sample_scene.tif")  # fmt: skip
+GEOTIFF = "rsedit_sample_scene.tif"
 # Combo widgets whose options are files on the server: checked against the names below.
-DYNAMIC = {("RSEditLoader", "model"), ("RSEditDamageLoader", "checkpoint"), ("LoadImage", "image")}
+DYNAMIC = {("RSEditLoader", "model"), ("RSEditDamageLoader", "checkpoint"), ("LoadImage", "image"),
+           ("RSEditLoadGeoTIFF", "image")}  # fmt: skip
 EDITORS = ("RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14", "RSEdit-DiT")
 WEIGHTS = {
     EDITORS[0]: "RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14/unet/diffusion_pytorch_model.safetensors",
@@ -65,6 +68,7 @@ def test_every_scenario_has_a_graph_and_a_thumbnail():
         "rsedit_damage_assessment",
         "rsedit_upscale_and_save",
         "rsedit_masked_edit",
+        "rsedit_geotiff_flood",
     } <= set(NAMES)
     for path in FILES:
         with Image.open(path.with_suffix(".jpg")) as thumb:
@@ -95,7 +99,8 @@ def test_widget_values_fit_the_inputs(name, definitions):
             dynamic = (node["type"], input_name) in DYNAMIC
             assert check_value(input_name, kind, options, values[input_name], dynamic_ok=dynamic) is None
             if dynamic:
-                allowed = {"LoadImage": EXAMPLE_INPUTS, "RSEditDamageLoader": (CHANGESTAR,)}
+                allowed = {"LoadImage": EXAMPLE_INPUTS[:3], "RSEditDamageLoader": (CHANGESTAR,),
+                           "RSEditLoadGeoTIFF": (GEOTIFF,)}  # fmt: skip
                 assert values[input_name] in allowed.get(node["type"], EDITORS), (node["id"], values[input_name])
         if node["type"] == "RSEditSampler":
             assert node["widgets_values"][1] == "fixed"  # seed 42 kept, so a rerun reproduces the edit
@@ -192,6 +197,7 @@ def test_instructions_are_specific(name):
 # Running every graph in the test double ------------------------------------------------------------
 
 UNET_NAME = "RSEdit-UNet-text-ablation/DGTRS-CLIP-ViT-L-14"
+OUTPUT_TYPES = ("SaveImage", "PreviewImage", "PreviewAny", "RSEditSaveGeoTIFF")
 
 
 @pytest.fixture
@@ -230,7 +236,7 @@ def test_graph_runs_in_the_double(name, double, definitions, tmp_path):
     from comfy_double.runner import run_api_graph
 
     graph = api_graph(name, definitions)
-    outputs = [i for i, n in graph.items() if n["class_type"] in ("SaveImage", "PreviewImage", "PreviewAny")]
+    outputs = [i for i, n in graph.items() if n["class_type"] in OUTPUT_TYPES]
     run = run_api_graph(graph, double, targets=outputs)
     saved = [image for i in outputs for image in run.ui[i].get("images", [])]
     assert saved, "no image written"
@@ -257,10 +263,39 @@ def test_graph_runs_in_the_double(name, double, definitions, tmp_path):
         assert len(shown) == 2 and sum("F1_dam" in text for text in shown) == 1
     if name == "rsedit_earthquake":
         assert len(saved) == 2
+    if name == "rsedit_geotiff_flood":
+        check_geotiff_output(graph, run, tmp_path)
     if name == "rsedit_urban_growth":  # stages 2 and 3 edit the previous stage's result
         sources = [n for n in graph.values() if n["class_type"] == "RSEditSourceConditioning"]
         fed_by = sorted(graph[n["inputs"]["image"][0]]["class_type"] for n in sources)
         assert fed_by == ["LoadImage", "RSEditSampler", "RSEditSampler"]
+
+
+def check_geotiff_output(graph: dict, run, tmp_path) -> None:
+    """The edit of the sample GeoTIFF was tiled and written on the sample's grid, nodata kept, with
+    the graph's instruction and settings as tags."""
+    import rasterio
+
+    (save,) = [i for i, n in graph.items() if n["class_type"] == "RSEditSaveGeoTIFF"]
+    (sampler_id,) = [i for i, n in graph.items() if n["class_type"] == "RSEditSampler"]
+    (text,) = [n for n in graph.values() if n["class_type"] == "RSEditTextEncode"]
+    sampler = graph[sampler_id]
+    shown = run.ui[save]["text"][0]
+    assert shown.startswith("saved rsedit/flood_geotiff_00001_.tif"), shown
+    assert "tiled: " in run.ui[sampler_id]["text"][0]  # 768x640 is larger than the 512 px tile
+    with (
+        rasterio.open(tmp_path / "output" / "rsedit" / "flood_geotiff_00001_.tif") as written,
+        rasterio.open(ROOT / "rsedit_core" / "assets" / "sample_scene.tif") as source,
+    ):
+        assert (written.crs, written.transform, written.width, written.height) == (
+            source.crs, source.transform, source.width, source.height
+        )  # fmt: skip
+        assert (written.count, written.dtypes[0], written.nodata) == (3, "uint16", 0)
+        assert np.array_equal(written.dataset_mask(), source.dataset_mask())
+        tags = written.tags()
+    assert tags["RSEDIT_INSTRUCTION"] == text["inputs"]["instruction"]
+    assert tags["RSEDIT_SEED"] == str(sampler["inputs"]["seed"]) and tags["RSEDIT_TILE"] == "512"
+    assert tags["RSEDIT_MODEL"] == UNET_NAME and tags["RSEDIT_STRETCH"] == "0,3000"
 
 
 def test_a_missing_model_fails_the_run_and_the_next_one_works(double, definitions):
@@ -319,6 +354,7 @@ def test_node_reference_page_is_current():
     assert done.returncode == 0, done.stdout.decode()
     page = (ROOT / "docs" / "nodes.md").read_text()
     for node_id in ("RSEditLoader", "RSEditTextEncode", "RSEditSourceConditioning", "RSEditSampler",
+                    "RSEditLoadGeoTIFF", "RSEditSaveGeoTIFF",
                     "RSEditDamageLoader", "RSEditDamageAssessment"):  # fmt: skip
         assert f"(`{node_id}`)" in page
 
@@ -332,6 +368,27 @@ def test_shipped_inputs_are_what_the_scene_script_draws(tmp_path):
                          (damage_target(), "sample_damage_target.png")):  # fmt: skip
         with Image.open(assets / asset) as shipped:
             assert shipped.mode == image.mode and np.array_equal(np.asarray(shipped), np.asarray(image)), asset
+
+
+def test_shipped_geotiff_is_what_its_script_writes(tmp_path):
+    """The sample GeoTIFF: the script's pixels and metadata (compared as values, not bytes: GDAL
+    versions compress differently), 4 bands uint16 in UTM 17N at 10 m, a nodata corner, under 2 MB."""
+    import rasterio
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_sample_geotiff import write
+
+    shipped_path = ROOT / "rsedit_core" / "assets" / "sample_scene.tif"
+    assert shipped_path.stat().st_size < 2_000_000
+    with rasterio.open(shipped_path) as shipped, rasterio.open(write(tmp_path / "sample.tif")) as made:
+        assert np.array_equal(shipped.read(), made.read())
+        for attribute in ("crs", "transform", "nodata", "dtypes", "descriptions", "colorinterp", "block_shapes"):
+            assert getattr(shipped, attribute) == getattr(made, attribute), attribute
+        assert shipped.tags() == made.tags() and shipped.profile["compress"] == "deflate"
+        assert (shipped.width, shipped.height, shipped.count, shipped.crs.to_epsg()) == (768, 640, 4, 32617)
+        assert shipped.res == (10.0, 10.0) and shipped.descriptions == ("blue", "green", "red", "nir")
+        invalid = shipped.dataset_mask() == 0
+        assert invalid[0, 0] and not invalid[-1, -1] and 0 < invalid.mean() < 0.02
 
 
 def test_example_inputs_are_copied_once_and_never_overwritten(tmp_path, monkeypatch, caplog):

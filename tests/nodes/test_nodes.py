@@ -68,6 +68,8 @@ def test_schemas_ids_categories_tooltips(comfy):
         "RSEditTextEncode",
         "RSEditSourceConditioning",
         "RSEditSampler",
+        "RSEditLoadGeoTIFF",
+        "RSEditSaveGeoTIFF",
         "RSEditDamageLoader",
         "RSEditDamageAssessment",
     }

@@ -48,6 +48,7 @@ args = Namespace(
     reserve_vram=None,
     preview_method=LatentPreviewMethod.NoPreviews,
     preview_size=512,
+    disable_metadata=False,
     base_directory=None,
     output_directory=None,
     temp_directory=None,
