@@ -137,7 +137,8 @@ class RSEditSourceConditioning(io.ComfyNode):
             category=f"{CATEGORY}/conditioning",
             description="Encodes the source (pre-change) image to the latent the editor is conditioned on: "
             "channel concatenation for U-Net editors, token concatenation (source left of the target) for DiT "
-            "editors, chosen from the model.",
+            f"editors, chosen from the model. Scenes larger than {defaults.TILE} px are encoded by blended VAE "
+            "windows, so memory does not grow with the scene.",
             inputs=[
                 RSEditModel.Input("rsedit_model", tooltip="The editor from RSEdit Loader."),
                 io.Image.Input("image", tooltip="The source scene; a batch edits several scenes of one size."),
@@ -289,7 +290,7 @@ class RSEditSampler(io.ComfyNode):
         )
         settings = settings.for_model(editor)  # checked before the models move to the GPU
         rsedit_model.load("denoiser", "vae")
-        progress = comfy.utils.ProgressBar(steps)  # the total grows to steps x window batches when tiled
+        progress = comfy.utils.ProgressBar(steps)  # the total becomes steps x windows when tiled
         previews, size = preview_enabled(), preview_size()  # the user's --preview-method / --preview-size
 
         def on_step(step: int, total: int, latents) -> None:

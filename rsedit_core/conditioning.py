@@ -94,6 +94,8 @@ def encode_source(
     plan = (
         plan_tiles(latent_size, vae_tile, default_overlap(vae_tile), factor) if vae_tile else whole(latent_size, factor)
     )
+    if plan.tiled:
+        notes.append(f"encoded by {len(plan.windows)} blended VAE windows of {plan.tile} px")
     with out_of_memory_advice("encoding the source image"):
         latents = encode_tiles(model, TensorSource(fitted), plan)
     return SourceLatents(latents, geometry, model.backbone, notes)

@@ -62,8 +62,8 @@ def denoise(
     With a tiled ``plan`` every step predicts each window (``settings.window_batch`` windows per
     forward pass), blends the predictions and steps the scheduler once on the whole latent.
     ``callback(done, total, latents)`` runs after each step, or after each batch of windows when
-    tiled (``total`` = steps x window batches); an exception raised there (a cancel) stops the run
-    and leaves the model untouched.
+    tiled, counting windows (``total`` = steps x windows); an exception raised there (a cancel)
+    stops the run and leaves the model untouched.
     """
     backbone = model.backbone
     scheduler = make_scheduler(settings.scheduler, model.scheduler_config)
@@ -91,7 +91,8 @@ def denoise(
     tiled = plan is not None and plan.tiled
     batches = plan.batches(settings.window_batch) if tiled else [[0]]
     weights, inverse = plan.weights(device, torch.float32) if tiled else (None, None)  # blended in fp32
-    total, done = len(timesteps) * len(batches), 0
+    windows_per_step = len(plan.windows) if tiled else 1
+    total, done = len(timesteps) * windows_per_step, 0
     what = f"sampling {n} image(s) of {shape[-1] * factor}x{shape[-2] * factor}"
     if tiled:
         what += f" in {len(plan.windows)} windows of {plan.tile} px, {settings.window_batch} per pass"
@@ -102,6 +103,7 @@ def denoise(
                 noise = guided(scaled, image_latents, t)
             else:
                 noise = torch.zeros_like(latents, dtype=torch.float32)
+                finished = done
                 for number, batch in enumerate(batches, start=1):
                     windows = [plan.windows[i].slices for i in batch]
                     crops = guided(
@@ -109,11 +111,12 @@ def denoise(
                     )
                     for crop, w, i in zip(crops.split(n), windows, batch, strict=True):
                         noise[w] += crop.float() * weights[i]
+                    finished += len(batch)
                     if number < len(batches) and callback is not None:  # progress (and cancel) between windows
-                        callback(done + number, total, latents)
+                        callback(finished, total, latents)
                 noise = (noise * inverse).to(latents.dtype)
             latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
-            done += len(batches)
+            done += windows_per_step
             if callback is not None:
                 callback(done, total, latents)
     return latents

@@ -276,5 +276,5 @@ def test_sampler_tiles_a_large_scene_with_progress_per_window_batch(comfy, monke
     result = run_api_graph(graph_, [*comfy.values(), _image_node(wide)], targets=["5"])
     assert result.value("5", 0).shape == (1, 96, 200, 3)
     events = [e for e in progress_events if e.node_id == "5"]
-    assert [(e.value, e.total) for e in events] == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 8 windows, 4 per pass
+    assert [(e.value, e.total) for e in events] == [(4, 16), (8, 16), (12, 16), (16, 16)]  # 8 windows, 4 per pass
     assert any("tiled: 8 windows of 64 px" in text for text in result.ui["5"]["text"])

@@ -138,7 +138,8 @@ def test_progress_counts_windows_and_cancel_stops_between_windows(tiny_editor):
     batches = len(plan.batches(2))
     calls = []
     edit_images(tiny_editor, image, PROMPT, settings=settings, callback=lambda d, t, lat: calls.append((d, t)))
-    assert calls == [(i, 2 * batches) for i in range(1, 2 * batches + 1)]
+    windows = len(plan.windows)  # 8, two per pass: progress counts windows x steps
+    assert windows == 8 and calls == [(2 * i, 2 * windows) for i in range(1, 2 * batches + 1)]
 
     class Cancel(Exception):
         pass
