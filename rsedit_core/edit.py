@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from .conditioning import SourceLatents, encode_source
+from .conditioning import SourceLatents, check_images, encode_source
 from .defaults import MIN_SIZE, NEGATIVE_PROMPT, SIZE_POLICIES, SIZE_POLICY
-from .denoise import StepCallback, denoise
+from .denoise import Regions, StepCallback, denoise
 from .editor import EditorModel, check_editor
 from .errors import InputError, out_of_memory_advice
+from .fidelity import describe, fidelity_report
 from .guidance import guidance_active
-from .images import Geometry
+from .images import Geometry, fit_to_multiple, to_rgb
+from .masked import check_mask, composite, exclusive, fit_mask, latent_mask
 from .scene import CroppedSink, PaddedSource, SceneSink, SceneSource, TensorSink, decode_tiles, encode_tiles
 from .settings import EditSettings, as_settings
 from .text import TextConditioning, encode_text
@@ -27,6 +29,8 @@ class EditResult:
     images: torch.Tensor
     latents: torch.Tensor
     notes: list[str]
+    #: Per edited image, :func:`rsedit_core.fidelity.fidelity_report`: changes inside and outside the mask.
+    fidelity: list[dict] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -109,10 +113,19 @@ def edit_images(
     size_policy: str = SIZE_POLICY,
     settings: EditSettings | None = None,
     callback: StepCallback | None = None,
+    mask=None,
+    regions: list[tuple[str, object]] | None = None,
 ) -> EditResult:
     """Edit source images ``[B, C, H, W]`` in ``0..1`` (C = 1, 3 or 4) following ``prompt``.
 
-    Everything is checked before any model runs: the images, the texts, the size policy and the
+    ``mask`` (``[H, W]``, ``[B, H, W]`` or ``[B, 1, H, W]`` in 0..1, 1 = edit) confines the edit:
+    the latent outside it follows the source at every step, and the result is composited over the
+    source with the mask as the weight, so pixels where the mask is 0 are the source exactly. An
+    empty mask returns the source; a full one is exactly the unmasked edit. ``regions`` is a list
+    of ``(instruction, mask)`` pairs, each instruction guiding its own region (``prompt`` is then
+    unused; overlaps go to the later region); outside all regions the source is kept.
+
+    Everything is checked before any model runs: the images, masks, texts, the size policy and the
     settings (``settings.text_cfg=None`` takes the backbone's default, 7.5 U-Net / 4.5 DiT).
     """
     check_editor(model)
@@ -122,9 +135,80 @@ def edit_images(
             raise InputError(f"{name} must be a string; got {type(value).__name__}.")
     if size_policy not in SIZE_POLICIES:
         raise InputError(f"Unknown size policy {size_policy!r}; choose one of {', '.join(SIZE_POLICIES)}.")
-    source = encode_source(model, images, size_policy, tile=settings.tile)  # checks the images first
-    text = encode_text(model, prompt, negative_prompt)
-    return _sample_and_decode(model, text, source, settings, callback)
+    check_images(images)
+    region_masks = _region_masks(images, mask, regions, settings)
+    if region_masks is not None and not any(float(m.max()) > 0 for m in region_masks):
+        return _unchanged(model, images, size_policy, settings)
+    source = encode_source(model, images, size_policy, tile=settings.tile)
+    if region_masks is None:
+        return _sample_and_decode(model, encode_text(model, prompt, negative_prompt), source, settings, callback)
+    texts = [encode_text(model, instruction, negative_prompt) for instruction, _ in regions] if regions else []
+    text = texts[0] if texts else encode_text(model, prompt, negative_prompt)
+    return _masked_edit(model, images, text, texts, region_masks, source, size_policy, settings, callback)
+
+
+def _region_masks(images, mask, regions, settings: EditSettings) -> list[torch.Tensor] | None:
+    """The checked masks of a masked or multi-region edit (None: edit everything)."""
+    if mask is not None and regions:
+        raise InputError("Give either mask= (one instruction) or regions= (several), not both.")
+    if regions is not None:
+        if not isinstance(regions, (list, tuple)) or not regions:
+            raise InputError("regions must be a non-empty list of (instruction, mask) pairs.")
+        masks = []
+        for index, item in enumerate(regions):
+            if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
+                raise InputError(f"regions[{index}] must be an (instruction, mask) pair with a string instruction.")
+            masks.append(check_mask(item[1], images, f"mask of region {index}"))
+        if not guidance_active(settings.text_cfg, settings.image_cfg) and len(masks) > 1:
+            raise InputError(
+                "Several regions need text guidance (text scale > 1 and image scale >= 1): each region's "
+                "instruction steers only through it."
+            )
+        return masks
+    if mask is None:
+        return None
+    checked = check_mask(mask, images)
+    return None if bool((checked >= 1).all()) else [checked]  # a full mask is the plain edit
+
+
+def _unchanged(model, images, size_policy, settings: EditSettings) -> EditResult:
+    """An empty mask: nothing to edit, the source comes back as is (RGB, once per variation)."""
+    rgb, notes = to_rgb(images)
+    out = rgb.float().repeat_interleave(settings.num_variations, dim=0)
+    note = "the mask is empty: nothing to edit, the source is returned unchanged"
+    return EditResult(out, torch.empty(0), [*notes, note], fidelity_report(rgb, out, torch.zeros_like(out[:1, :1])))
+
+
+def _masked_edit(model, images, text, texts, masks, source, size_policy, settings, callback) -> EditResult:
+    _check_same_editor(model, text, source)
+    for extra in texts:
+        _check_same_editor(model, extra, source)
+    factor, geometry = model.vae_scale_factor, source.geometry
+    fitted = [fit_mask(m, geometry) for m in masks]
+    weights = exclusive(fitted)
+    union = torch.stack(weights).sum(0).clamp(0, 1)
+    latent = [latent_mask(w, factor) for w in weights]
+    regions = Regions(
+        mask=torch.stack(latent).amax(0), texts=texts if len(texts) > 1 else [], weights=exclusive(latent)
+    )
+    plan, tile_notes = tile_plan(model, settings, tuple(source.latents.shape[-2:]))
+    latents = denoise(model, text, source, settings, callback, plan, regions)
+    canvas = decode(model, latents, None, plan)
+    rgb, _ = to_rgb(images)
+    fitted_rgb, _ = fit_to_multiple(rgb, size_policy, model.size_multiple)
+    images_out = geometry.restore(composite(fitted_rgb, canvas, union))
+    mask_out = geometry.restore(union)
+    report = fidelity_report(geometry.restore(fitted_rgb), images_out, mask_out)
+    share = float((mask_out > 0).float().mean())
+    notes = [*source.notes, *tile_notes]
+    if len(texts) > 1:
+        notes.append(f"{len(texts)} regions, each guided by its own instruction; outside them the source is kept")
+        notes += [f"region {i}: {t.report.summary()}" for i, t in enumerate(texts)]
+    else:
+        notes.append(f"instruction: {text.report.summary()}")
+    notes.append(f"masked edit: {share:.1%} of the scene inside the mask; the rest is the source, pixel for pixel")
+    notes += [describe(r) for r in report]
+    return EditResult(images_out, latents, notes, report)
 
 
 def pad_geometry(size: tuple[int, int], multiple: int) -> Geometry:

@@ -112,6 +112,11 @@ class Backbone(ABC):
         """Source latents ``(B, 4, h, w)`` from pixels ``(B, 3, H, W)`` in ``-1..1``."""
 
     @abstractmethod
+    def target_latents(self, model: EditorModel, source: torch.Tensor) -> torch.Tensor:
+        """The source as a clean sample of the space the denoiser works in (scaled latents): what a
+        masked edit keeps outside its mask."""
+
+    @abstractmethod
     def predict(
         self,
         model: EditorModel,

@@ -122,6 +122,9 @@ class DiTBackbone(Backbone):
     def source_latents(self, model: EditorModel, pixels: torch.Tensor) -> torch.Tensor:
         return model.vae.encode(pixels).latent_dist.mode() * model.vae.config.scaling_factor
 
+    def target_latents(self, model: EditorModel, source):
+        return source  # already in the sample's scaled space
+
     def predict(self, model, latents, source, timestep, embeds, mask):
         import torch
 

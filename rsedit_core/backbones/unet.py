@@ -123,6 +123,9 @@ class UNetBackbone(Backbone):
     def source_latents(self, model: EditorModel, pixels: torch.Tensor) -> torch.Tensor:
         return model.vae.encode(pixels).latent_dist.mode()
 
+    def target_latents(self, model: EditorModel, source):
+        return source * model.vae.config.scaling_factor  # the condition is unscaled, the sample is not
+
     def predict(self, model, latents, source, timestep, embeds, mask):
         import torch
 
