@@ -34,6 +34,9 @@ from rsedit_core.raster import (
     read_raster,
     write_raster,
 )
+from rsedit_core.raster import _io as raster_io
+from rsedit_core.raster import sink as raster_sink
+from rsedit_core.raster import source as raster_source
 
 H, W = 37, 53
 UTM = ("EPSG:32633", Affine(10.0, 0.0, 499_980.0, 0.0, -10.0, 4_600_020.0))
@@ -272,8 +275,8 @@ def test_keep_other_bands_with_a_band_read_twice_writes_the_mean(tmp_path):
 @pytest.mark.parametrize("windows", ["one", "many"])
 def test_dataset_mask_is_read_and_written_back_as_a_mask(tmp_path, monkeypatch, windows):
     if windows == "many":
-        monkeypatch.setattr(raster, "CHUNK_PIXELS", 16)
-        monkeypatch.setattr(raster, "BLOCK_SIZE", 16)
+        monkeypatch.setattr(raster_io, "CHUNK_PIXELS", 16)
+        monkeypatch.setattr(raster_sink, "BLOCK_SIZE", 16)
     data = values("uint16", 3)
     mask = np.ones((H, W), bool)
     mask[-5:, :] = False
@@ -427,7 +430,7 @@ def test_tags_and_tensor_input(tmp_path):
 @pytest.mark.parametrize("driver", ["cog", "fallback"])
 def test_cog_output_is_readable_with_overviews(tmp_path, monkeypatch, driver):
     if driver == "fallback":
-        monkeypatch.setattr(raster, "_cog_driver_available", lambda: False)
+        monkeypatch.setattr(raster_sink, "_cog_driver_available", lambda: False)
     height, width = 700, 1100
     data = values("uint16", 3, height=height, width=width)
     data[:, :10] = 0
@@ -464,10 +467,10 @@ def test_atomic_write_leaves_nothing_under_the_final_name(tmp_path, monkeypatch)
     height, width = 300, 200
     source = make_tif(tmp_path / "a.tif", values("uint16", 3, height=height, width=width), nodata=0)
     scene = read_raster(source)
-    monkeypatch.setattr(raster, "CHUNK_PIXELS", 64 * 64)
-    monkeypatch.setattr(raster, "BLOCK_SIZE", 64)
+    monkeypatch.setattr(raster_io, "CHUNK_PIXELS", 64 * 64)
+    monkeypatch.setattr(raster_sink, "BLOCK_SIZE", 64)
     calls = []
-    real = raster._write_window
+    real = raster_sink._write_window
 
     def failing(dst, out, window):
         calls.append(window)
@@ -475,7 +478,7 @@ def test_atomic_write_leaves_nothing_under_the_final_name(tmp_path, monkeypatch)
             raise OSError("No space left on device (simulated)")
         real(dst, out, window)
 
-    monkeypatch.setattr(raster, "_write_window", failing)
+    monkeypatch.setattr(raster_sink, "_write_window", failing)
     out = tmp_path / "out.tif"
     with pytest.raises(OSError, match="simulated"):
         write_raster(out, scene.image, scene.geo, valid=scene.valid)
@@ -495,11 +498,11 @@ def test_windowed_reads_and_writes_match_one_window(tmp_path, monkeypatch):
     source = make_tif(tmp_path / "w.tif", data, nodata=0, colorinterp=BGRN)
     whole = read_raster(source)
     write_raster(tmp_path / "whole.tif", inverted(whole), whole.geo, valid=whole.valid, keep_other_bands=True)
-    monkeypatch.setattr(raster, "CHUNK_PIXELS", 17)  # many small windows with ragged edges
-    monkeypatch.setattr(raster, "BLOCK_SIZE", 16)
+    monkeypatch.setattr(raster_io, "CHUNK_PIXELS", 17)  # many small windows with ragged edges
+    monkeypatch.setattr(raster_sink, "BLOCK_SIZE", 16)
     windows = []
-    real = raster._windows
-    monkeypatch.setattr(raster, "_windows", lambda *a, **k: windows.append(list(real(*a, **k))) or iter(windows[-1]))
+    real = raster_io._windows
+    monkeypatch.setattr(raster_io, "_windows", lambda *a, **k: windows.append(list(real(*a, **k))) or iter(windows[-1]))
     pieces = read_raster(source)
     with rasterio.open(source) as ds:
         strip = ds.block_shapes[0][0]
@@ -517,9 +520,9 @@ def test_percentiles_of_big_rasters_come_from_a_decimated_read(tmp_path, monkeyp
     data[:, :40] = 0
     source = make_tif(tmp_path / "p.tif", data, nodata=0)
     exact = read_raster(source).geo.stretch
-    monkeypatch.setattr(raster, "SAMPLE_PIXELS", 5_000)
+    monkeypatch.setattr(raster_source, "SAMPLE_PIXELS", 5_000)
     shapes, sampled_valid = [], []
-    real = raster._sample
+    real = raster_source._sample
 
     def spy(ds, *args):
         values_, valid = real(ds, *args)
@@ -527,7 +530,7 @@ def test_percentiles_of_big_rasters_come_from_a_decimated_read(tmp_path, monkeyp
         sampled_valid.append(valid)
         return values_, valid
 
-    monkeypatch.setattr(raster, "_sample", spy)
+    monkeypatch.setattr(raster_source, "_sample", spy)
     approx = read_raster(source).geo.stretch
     assert shapes and shapes[0][1] * shapes[0][2] <= 5_000
     for low, high, a_low, a_high in zip(exact.low, exact.high, approx.low, approx.high, strict=True):
@@ -754,7 +757,7 @@ def test_a_source_of_a_large_scene_estimates_its_nodata_share(tmp_path, monkeypa
     source_path = make_tif(tmp_path / "big.tif", data, nodata=0)
     scene = read_raster(source_path)
     assert any("30,000 pixels (25.0%) are nodata" in n for n in scene.notes)
-    monkeypatch.setattr(raster, "SAMPLE_PIXELS", 5_000)
+    monkeypatch.setattr(raster_source, "SAMPLE_PIXELS", 5_000)
     with raster.RasterSource.open(source_path) as source:
         estimate = [n for n in source.notes if "nodata or masked" in n]
         assert estimate and estimate[0].startswith("about 2") and "estimated from a decimated read" in estimate[0]
@@ -779,8 +782,8 @@ def test_counting_every_valid_pixel_keeps_a_bounded_number_of_values(tmp_path, m
     source_path = make_tif(tmp_path / "grid.tif", data, nodata=0)
     valid = (data != 0).all(axis=0)
     with raster.RasterSource.open(source_path) as source:
-        monkeypatch.setattr(raster, "SAMPLE_PIXELS", 100)  # thinned above 400 values kept
-        monkeypatch.setattr(raster, "CHUNK_PIXELS", 1_000)
+        monkeypatch.setattr(raster_source, "SAMPLE_PIXELS", 100)  # thinned above 400 values kept
+        monkeypatch.setattr(raster_io, "CHUNK_PIXELS", 1_000)
         count, kept = source._scan(values=True, every=True)
         assert count == int(valid.sum())
         assert kept.shape[0] == 3 and 100 < kept.shape[1] < count // 8
@@ -874,7 +877,7 @@ def _bands(height: int, heights=(7, 13, 1, 29, 5)):
 )
 @pytest.mark.parametrize("validity", ["source", "reopened"])
 def test_sink_fed_row_bands_writes_what_write_raster_writes(tmp_path, monkeypatch, case, options, validity):
-    monkeypatch.setattr(raster, "BLOCK_SIZE", 16)  # bands cross tile rows at every height
+    monkeypatch.setattr(raster_sink, "BLOCK_SIZE", 16)  # bands cross tile rows at every height
     path = _sources(tmp_path)[case]
     stretch = {"float_nan": "0,0.6", "grey_nodata": "0,4000", "bgrn_nodata": "0,4000"}.get(case, "percentile")
     scene = read_raster(path, stretch=stretch)
