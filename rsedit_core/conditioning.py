@@ -27,6 +27,9 @@ class SourceLatents:
     geometry: Geometry
     backbone: Backbone
     notes: list[str] = field(default_factory=list)
+    #: The RGB source on the fitted canvas ``[B, 3, H', W']`` in 0..1 (CPU), which a masked edit
+    #: composites over; None where the source was streamed (:func:`rsedit_core.edit.edit_scene`).
+    pixels: torch.Tensor | None = None
 
 
 def _is_int(value) -> bool:
@@ -98,4 +101,4 @@ def encode_source(
         notes.append(f"encoded by {len(plan.windows)} blended VAE windows of {plan.tile} px")
     with out_of_memory_advice("encoding the source image"):
         latents = encode_tiles(model, TensorSource(fitted), plan)
-    return SourceLatents(latents, geometry, model.backbone, notes)
+    return SourceLatents(latents, geometry, model.backbone, notes, fitted.float().cpu())

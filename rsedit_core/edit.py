@@ -13,7 +13,7 @@ from .editor import EditorModel, check_editor
 from .errors import InputError, out_of_memory_advice
 from .fidelity import describe, fidelity_report
 from .guidance import guidance_active
-from .images import Geometry, fit_to_multiple, to_rgb
+from .images import Geometry
 from .masked import check_mask, composite, exclusive, fit_mask, latent_mask
 from .scene import CroppedSink, PaddedSource, SceneSink, SceneSource, TensorSink, decode_tiles, encode_tiles
 from .settings import EditSettings, as_settings
@@ -74,10 +74,25 @@ def run_edit(
     source: SourceLatents,
     settings: EditSettings,
     callback: StepCallback | None = None,
+    *,
+    mask=None,
+    regions: list[tuple[TextConditioning, object]] | None = None,
 ) -> EditResult:
-    """Sample and decode once text and source are encoded; the settings are checked here, once."""
+    """Sample and decode once text and source are encoded; the settings are checked here, once.
+
+    ``mask`` and ``regions`` (``(TextConditioning, mask)`` pairs) as in :func:`edit_images`, on
+    the source's original pixel grid.
+    """
     check_editor(model)
-    return _sample_and_decode(model, text, source, as_settings(settings).for_model(model), callback)
+    settings = as_settings(settings).for_model(model)
+    _check_same_editor(model, text, source)
+    texts = [t for t, _ in regions] if regions else []
+    masks = _region_masks(source, mask, regions, settings)
+    if masks is None:
+        return _sample_and_decode(model, text, source, settings, callback)
+    if not any(float(m.max()) > 0 for m in masks):
+        return _unchanged(source, settings)
+    return _masked_edit(model, texts[0] if texts else text, texts, masks, source, settings, callback)
 
 
 def tile_plan(model: EditorModel, settings: EditSettings, latent_size: tuple[int, int]) -> tuple[TilePlan | None, list]:
@@ -136,29 +151,38 @@ def edit_images(
     if size_policy not in SIZE_POLICIES:
         raise InputError(f"Unknown size policy {size_policy!r}; choose one of {', '.join(SIZE_POLICIES)}.")
     check_images(images)
-    region_masks = _region_masks(images, mask, regions, settings)
-    if region_masks is not None and not any(float(m.max()) > 0 for m in region_masks):
-        return _unchanged(model, images, size_policy, settings)
+    if mask is not None and regions is not None:
+        raise InputError("Give either mask= (one instruction) or regions= (several), not both.")
+    shape = (images.shape[0], *images.shape[-2:])
+    for index, (_, region_mask) in enumerate(_pairs(regions) if regions is not None else [(None, mask)]):
+        if region_mask is not None:  # masks are checked before any model runs, as the images are
+            check_mask(region_mask, *shape, "mask" if regions is None else f"mask of region {index}")
     source = encode_source(model, images, size_policy, tile=settings.tile)
-    if region_masks is None:
-        return _sample_and_decode(model, encode_text(model, prompt, negative_prompt), source, settings, callback)
-    texts = [encode_text(model, instruction, negative_prompt) for instruction, _ in regions] if regions else []
-    text = texts[0] if texts else encode_text(model, prompt, negative_prompt)
-    return _masked_edit(model, images, text, texts, region_masks, source, size_policy, settings, callback)
+    if regions is not None:
+        pairs = [(encode_text(model, instruction, negative_prompt), m) for instruction, m in _pairs(regions)]
+        return run_edit(model, pairs[0][0], source, settings, callback, regions=pairs)
+    text = encode_text(model, prompt, negative_prompt)
+    return run_edit(model, text, source, settings, callback, mask=mask)
 
 
-def _region_masks(images, mask, regions, settings: EditSettings) -> list[torch.Tensor] | None:
+def _pairs(regions) -> list:
+    if not isinstance(regions, (list, tuple)) or not regions:
+        raise InputError("regions must be a non-empty list of (instruction, mask) pairs.")
+    for index, item in enumerate(regions):
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
+            raise InputError(f"regions[{index}] must be an (instruction, mask) pair with a string instruction.")
+    return list(regions)
+
+
+def _region_masks(source: SourceLatents, mask, regions, settings: EditSettings) -> list[torch.Tensor] | None:
     """The checked masks of a masked or multi-region edit (None: edit everything)."""
     if mask is not None and regions:
         raise InputError("Give either mask= (one instruction) or regions= (several), not both.")
+    batch, (height, width) = source.latents.shape[0], source.geometry.original
     if regions is not None:
         if not isinstance(regions, (list, tuple)) or not regions:
             raise InputError("regions must be a non-empty list of (instruction, mask) pairs.")
-        masks = []
-        for index, item in enumerate(regions):
-            if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
-                raise InputError(f"regions[{index}] must be an (instruction, mask) pair with a string instruction.")
-            masks.append(check_mask(item[1], images, f"mask of region {index}"))
+        masks = [check_mask(m, batch, height, width, f"mask of region {i}") for i, (_, m) in enumerate(regions)]
         if not guidance_active(settings.text_cfg, settings.image_cfg) and len(masks) > 1:
             raise InputError(
                 "Several regions need text guidance (text scale > 1 and image scale >= 1): each region's "
@@ -167,19 +191,27 @@ def _region_masks(images, mask, regions, settings: EditSettings) -> list[torch.T
         return masks
     if mask is None:
         return None
-    checked = check_mask(mask, images)
+    checked = check_mask(mask, batch, height, width)
     return None if bool((checked >= 1).all()) else [checked]  # a full mask is the plain edit
 
 
-def _unchanged(model, images, size_policy, settings: EditSettings) -> EditResult:
+def _source_pixels(source: SourceLatents) -> torch.Tensor:
+    if source.pixels is None:
+        raise InputError("This source holds no pixels to composite over; encode it with encode_source.")
+    return source.pixels
+
+
+def _unchanged(source: SourceLatents, settings: EditSettings) -> EditResult:
     """An empty mask: nothing to edit, the source comes back as is (RGB, once per variation)."""
-    rgb, notes = to_rgb(images)
-    out = rgb.float().repeat_interleave(settings.num_variations, dim=0)
+    rgb = source.geometry.restore(_source_pixels(source))
+    out = rgb.repeat_interleave(settings.num_variations, dim=0)
     note = "the mask is empty: nothing to edit, the source is returned unchanged"
-    return EditResult(out, torch.empty(0), [*notes, note], fidelity_report(rgb, out, torch.zeros_like(out[:1, :1])))
+    return EditResult(
+        out, torch.empty(0), [*source.notes, note], fidelity_report(rgb, out, torch.zeros_like(out[:1, :1]))
+    )
 
 
-def _masked_edit(model, images, text, texts, masks, source, size_policy, settings, callback) -> EditResult:
+def _masked_edit(model, text, texts, masks, source, settings, callback) -> EditResult:
     _check_same_editor(model, text, source)
     for extra in texts:
         _check_same_editor(model, extra, source)
@@ -194,8 +226,7 @@ def _masked_edit(model, images, text, texts, masks, source, size_policy, setting
     plan, tile_notes = tile_plan(model, settings, tuple(source.latents.shape[-2:]))
     latents = denoise(model, text, source, settings, callback, plan, regions)
     canvas = decode(model, latents, None, plan)
-    rgb, _ = to_rgb(images)
-    fitted_rgb, _ = fit_to_multiple(rgb, size_policy, model.size_multiple)
+    fitted_rgb = _source_pixels(source)
     images_out = geometry.restore(composite(fitted_rgb, canvas, union))
     mask_out = geometry.restore(union)
     report = fidelity_report(geometry.restore(fitted_rgb), images_out, mask_out)

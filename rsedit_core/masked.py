@@ -20,8 +20,8 @@ from .errors import InputError
 from .images import Geometry
 
 
-def check_mask(mask, images: torch.Tensor, what: str = "mask") -> torch.Tensor:
-    """A mask for source images ``[B, C, H, W]`` as ``[1 or B, 1, H, W]`` float32 in 0..1.
+def check_mask(mask, batch: int, height: int, width: int, what: str = "mask") -> torch.Tensor:
+    """A mask for ``batch`` source images of ``height`` x ``width`` px as ``[1 or B, 1, H, W]`` float32 in 0..1.
 
     Accepted: ``[H, W]``, ``[1, H, W]``, ``[B, H, W]`` (ComfyUI's MASK), ``[1 or B, 1, H, W]``;
     bool, integer 0/1 or float 0..1 values. Another size than the images is refused with the size
@@ -34,7 +34,6 @@ def check_mask(mask, images: torch.Tensor, what: str = "mask") -> torch.Tensor:
             mask = torch.from_numpy(np.asarray(mask))
         except Exception as e:
             raise InputError(f"The {what} must be a tensor or array [H, W] in 0..1; got {type(mask).__name__}.") from e
-    batch, (height, width) = images.shape[0], images.shape[-2:]
     if mask.dim() == 2:
         mask = mask[None, None]
     elif mask.dim() == 3:
