@@ -16,6 +16,7 @@ from comfy_api.latest import io, ui
 from ..rsedit_core import defaults
 from ..rsedit_core.conditioning import encode_source
 from ..rsedit_core.edit import run_edit
+from ..rsedit_core.errors import InputError
 from ..rsedit_core.loading import load_editor
 from ..rsedit_core.preview import latents_to_preview
 from ..rsedit_core.schedulers import SCHEDULER_NAMES
@@ -26,6 +27,7 @@ from .comfy_models import ComfyEditor, list_models, preview_enabled, preview_siz
 RSEditModel = io.Custom("RSEDIT_MODEL")
 RSEditText = io.Custom("RSEDIT_TEXT")
 RSEditSource = io.Custom("RSEDIT_SOURCE")
+RSEditRegions = io.Custom("RSEDIT_REGIONS")
 CATEGORY = "RSEdit"
 DTYPE_OPTIONS = ["auto", *defaults.DTYPE_NAMES]
 
@@ -251,6 +253,18 @@ class RSEditSampler(io.ComfyNode):
                     step=16,
                     tooltip=f"Window overlap in px; 0 = a quarter of the tile, at most {defaults.TILE_OVERLAP}.",
                 ),
+                io.Mask.Input(
+                    "mask",
+                    optional=True,
+                    tooltip="Where to edit (1 = edit), on the source's grid: outside it the latent follows the source "
+                    "at every step and the output is the source pixel for pixel; a soft mask blends inside it only.",
+                ),
+                RSEditRegions.Input(
+                    "regions",
+                    optional=True,
+                    tooltip="Several (instruction, mask) regions from RSEdit Region, each guided by its own "
+                    "instruction; the conditioning input is then not used. Outside all regions the source is kept.",
+                ),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The edited images, at the source's size."),
@@ -275,6 +289,8 @@ class RSEditSampler(io.ComfyNode):
         variations: int = defaults.VARIATIONS,
         tile: int = defaults.TILE,
         tile_overlap: int = 0,
+        mask=None,
+        regions=None,
     ) -> io.NodeOutput:
         editor = rsedit_model.model
         auto_text = text_cfg == defaults.TEXT_CFG_FROM_EDITOR
@@ -298,9 +314,40 @@ class RSEditSampler(io.ComfyNode):
             preview = ("JPEG", latents_to_preview(editor, latents, size), size) if previews else None
             progress.update_absolute(step, total, preview)
 
-        result = run_edit(editor, conditioning, source, settings, on_step)
+        if mask is not None and regions is not None:
+            raise InputError("Connect either a mask or regions to the sampler, not both (RSEdit Region takes masks).")
+        result = run_edit(editor, conditioning, source, settings, on_step, mask=mask, regions=regions)
         latent = {"samples": (result.latents / editor.vae.config.scaling_factor).float().cpu()}
         return io.NodeOutput(result.images.movedim(1, -1).cpu(), latent, ui=ui.PreviewText("; ".join(result.notes)))
 
 
-NODES = [RSEditLoader, RSEditTextEncode, RSEditSourceConditioning, RSEditSampler]
+class RSEditRegion(io.ComfyNode):
+    """One (instruction, mask) region, appended to the regions chained in (a later region wins
+    where regions overlap)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RSEditRegion",
+            display_name="RSEdit Region",
+            category=f"{CATEGORY}/conditioning",
+            description="Pairs an instruction with the mask where it applies, for per-region edits: chain several "
+            "and connect the last to the sampler's regions input. Where regions overlap, the later one wins.",
+            inputs=[
+                RSEditText.Input("conditioning", tooltip="This region's instruction, from RSEdit Text Encode."),
+                io.Mask.Input("mask", tooltip="Where this instruction applies (1 = edit), on the source's grid."),
+                RSEditRegions.Input(
+                    "regions", optional=True, tooltip="Regions made so far (from another RSEdit Region)."
+                ),
+            ],
+            outputs=[RSEditRegions.Output(display_name="regions", tooltip="The regions so far, this one last.")],
+        )
+
+    @classmethod
+    def execute(cls, conditioning, mask, regions=None) -> io.NodeOutput:
+        chained = [*(regions or []), (conditioning, mask)]
+        share = float((mask > 0).float().mean())
+        return io.NodeOutput(chained, ui=ui.PreviewText(f"region {len(chained) - 1}: {share:.1%} of the scene"))
+
+
+NODES = [RSEditLoader, RSEditTextEncode, RSEditSourceConditioning, RSEditSampler, RSEditRegion]

@@ -91,7 +91,7 @@ def run_edit(
     if masks is None:
         return _sample_and_decode(model, text, source, settings, callback)
     if not any(float(m.max()) > 0 for m in masks):
-        return _unchanged(source, settings)
+        return _unchanged(model, source, settings)
     return _masked_edit(model, texts[0] if texts else text, texts, masks, source, settings, callback)
 
 
@@ -201,14 +201,14 @@ def _source_pixels(source: SourceLatents) -> torch.Tensor:
     return source.pixels
 
 
-def _unchanged(source: SourceLatents, settings: EditSettings) -> EditResult:
+def _unchanged(model: EditorModel, source: SourceLatents, settings: EditSettings) -> EditResult:
     """An empty mask: nothing to edit, the source comes back as is (RGB, once per variation)."""
     rgb = source.geometry.restore(_source_pixels(source))
     out = rgb.repeat_interleave(settings.num_variations, dim=0)
+    kept = model.backbone.target_latents(model, source.latents).repeat_interleave(settings.num_variations, dim=0)
     note = "the mask is empty: nothing to edit, the source is returned unchanged"
-    return EditResult(
-        out, torch.empty(0), [*source.notes, note], fidelity_report(rgb, out, torch.zeros_like(out[:1, :1]))
-    )
+    report = fidelity_report(rgb, out, torch.zeros_like(out[:1, :1]))
+    return EditResult(out, kept, [*source.notes, note], report)
 
 
 def _masked_edit(model, text, texts, masks, source, settings, callback) -> EditResult:

@@ -68,6 +68,7 @@ def test_schemas_ids_categories_tooltips(comfy):
         "RSEditTextEncode",
         "RSEditSourceConditioning",
         "RSEditSampler",
+        "RSEditRegion",
         "RSEditLoadGeoTIFF",
         "RSEditSaveGeoTIFF",
         "RSEditDamageLoader",
