@@ -15,7 +15,17 @@ from .fidelity import describe, fidelity_report
 from .guidance import guidance_active
 from .images import Geometry
 from .masked import check_mask, composite, exclusive, fit_mask, latent_mask
-from .scene import CroppedSink, PaddedSource, SceneSink, SceneSource, TensorSink, decode_tiles, encode_tiles
+from .scene import (
+    CroppedSink,
+    MaskedSink,
+    PaddedSource,
+    SceneSink,
+    SceneSource,
+    TensorSink,
+    copy_scene,
+    decode_tiles,
+    encode_tiles,
+)
 from .settings import EditSettings, as_settings
 from .text import TextConditioning, encode_text
 from .tiling import TilePlan, plan_tiles, resolve_tile, whole
@@ -274,9 +284,12 @@ def edit_scene(
     negative_prompt: str = NEGATIVE_PROMPT,
     settings: EditSettings | None = None,
     callback: StepCallback | None = None,
+    mask=None,
 ) -> list[str]:
     """Edit one scene read window by window from ``source`` into ``sinks`` (one per variation), so
-    neither the scene nor its edit is ever held whole in memory: only the latent and one row band.
+    neither the scene nor its edit is ever held whole in memory: only the latent and one row band
+    (and, for a masked edit, the mask: ``[H, W]`` in 0..1 on the scene's grid, kept as float16).
+    Outside the mask every sink gets the source itself (a GeoTIFF sink its raw values).
 
     The scene is reflect-padded to the backbone's multiple and the padding cropped on the way out
     (the pixel grid is kept, as a georeferenced output needs); returns the notes of the run.
@@ -287,6 +300,16 @@ def edit_scene(
         raise InputError(f"edit_scene edits one scene at a time; the source holds {source.count}.")
     if len(sinks) != settings.num_variations:
         raise InputError(f"Give one sink per variation: {settings.num_variations} variations, {len(sinks)} sinks.")
+    pixel_mask = None
+    if mask is not None:
+        pixel_mask = check_mask(mask, 1, source.height, source.width)[0, 0].to(torch.float16)
+        if float(pixel_mask.max()) == 0:
+            copy_scene(source, [MaskedSink(s, source, pixel_mask) for s in sinks])
+            return ["the mask is empty: nothing to edit, the source was written unchanged"]
+        if bool((pixel_mask >= 1).all()):
+            pixel_mask = None  # a full mask is the plain edit
+        else:
+            sinks = [MaskedSink(s, source, pixel_mask) for s in sinks]
     text = encode_text(model, prompt, negative_prompt)
     geometry = pad_geometry((source.height, source.width), model.size_multiple)
     factor = model.vae_scale_factor
@@ -299,7 +322,13 @@ def edit_scene(
         latents = encode_tiles(model, PaddedSource(source, geometry), vae_plan)
     conditioning = SourceLatents(latents, geometry, model.backbone)
     _check_same_editor(model, text, conditioning)
-    edited = denoise(model, text, conditioning, settings, callback, plan)
+    regions = None
+    if pixel_mask is not None:
+        canvas_mask = fit_mask(pixel_mask.float()[None, None], geometry)
+        regions = Regions(mask=latent_mask(canvas_mask, factor))
+        share = float((pixel_mask > 0).float().mean())
+        notes.append(f"masked edit: {share:.1%} of the scene inside the mask; the rest is the source, pixel for pixel")
+    edited = denoise(model, text, conditioning, settings, callback, plan, regions)
     with out_of_memory_advice("decoding the edited scene"):
         decode_tiles(model, edited, CroppedSink(_VariationSinks(sinks), geometry), vae_plan)
     notes.append(f"instruction: {text.report.summary()}")

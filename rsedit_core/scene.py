@@ -160,3 +160,34 @@ def decode_tiles(model: EditorModel, latents: torch.Tensor, sink: SceneSink, pla
             done = (tops[number + 1] * factor if number + 1 < len(tops) else height) - band_top
             sink.write(index, band_top, 0, band[:, :done] / band_weight[:, :done])
             band, band_weight, band_top = band[:, done:], band_weight[:, done:], band_top + done
+
+
+class MaskedSink:
+    """Composites each written window over the source with ``mask`` (``[H, W]`` in 0..1, 1 = edit,
+    on the scene's grid), so pixels where the mask is 0 are the source: a sink whose ``write``
+    takes ``keep=`` (:class:`rsedit_core.raster.RasterSink`) copies the source's raw values there."""
+
+    def __init__(self, sink: SceneSink, source: SceneSource, mask: torch.Tensor):
+        import inspect
+
+        self.sink, self.source, self.mask = sink, source, mask
+        self.keeps = "keep" in inspect.signature(sink.write).parameters
+
+    def write(self, index: int, top: int, left: int, pixels: torch.Tensor) -> None:
+        height, width = pixels.shape[-2:]
+        weight = self.mask[top : top + height, left : left + width].float()
+        source = self.source.read(top, left, height, width)[0].float()
+        out = torch.where(weight > 0, source * (1 - weight) + pixels * weight, source)
+        if self.keeps:
+            self.sink.write(index, top, left, out, keep=(weight == 0).numpy())
+        else:
+            self.sink.write(index, top, left, out)
+
+
+def copy_scene(source: SceneSource, sinks: list[MaskedSink], band: int = 256) -> None:
+    """Write the source itself into every sink, band by band (an edit with an empty mask)."""
+    for top in range(0, source.height, band):
+        rows = min(band, source.height - top)
+        pixels = source.read(top, 0, rows, source.width)[0].float()
+        for sink in sinks:
+            sink.write(0, top, 0, pixels)

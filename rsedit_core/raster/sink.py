@@ -229,10 +229,13 @@ class RasterSink:
         if self._dst is not None and not self._dst.closed:
             self._dst.close()
 
-    def write(self, index: int, top: int, left: int, pixels, valid=None) -> None:
+    def write(self, index: int, top: int, left: int, pixels, valid=None, keep=None) -> None:
         """Write ``pixels`` (``[3, h, w]`` in ``0..1``) at rows ``top..``, columns ``left..`` of scene ``index`` (0).
 
         ``valid``: this window's bool ``[h, w]`` (True = data), instead of the source's own validity.
+        ``keep``: this window's bool ``[h, w]`` where the edited bands take the source's own values,
+        read raw from the source (a masked edit outside its mask: the source exactly, not the
+        stretch's round trip).
         """
         import numpy as np
 
@@ -268,6 +271,8 @@ class RasterSink:
                 others = reference._ds.read(window=window)
         out, collisions = _encode(geo, self._dtype, pixels, ok, others, self._fill, self._nudged)
         self._collisions += collisions
+        if keep is not None:
+            self._keep_source(out, window, np.asarray(keep, dtype=bool), ok)
         dst = self._dst
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), _gdal_errors(self.path, "write"):
             _write_window(dst, out, window)
@@ -281,6 +286,21 @@ class RasterSink:
             elif self._nodata is None:
                 self._unmasked.append(window)
         self._written += rows * cols
+
+    def _keep_source(self, out, window, keep, ok) -> None:
+        """Put the source's raw values of the edited bands where ``keep`` (and the pixel is data)."""
+        if keep.shape != out.shape[1:]:
+            raise InputError(f"keep must be this window's [h, w] mask; got {tuple(keep.shape)}.")
+        where = keep & ok
+        if not where.any():
+            return
+        reference = self._source_for("a masked edit keeps the source's values from", "write without keep")
+        with _gdal_errors(reference.path, "read"):
+            raw = reference._ds.read(indexes=list(self.geo.bands), window=window)
+        for i, band in enumerate(self.geo.bands):
+            position = band - 1 if self.keep_other_bands else i
+            if position < out.shape[0]:
+                out[position][where] = raw[i][where]
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         stack, self._stack = self._stack, None

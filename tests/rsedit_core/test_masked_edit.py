@@ -109,3 +109,35 @@ def test_masked_edit_of_a_tiled_scene(tiny_editor):
 def test_bad_masks_are_refused_before_any_model_runs(tiny_editor, kwargs, message):
     with pytest.raises(InputError, match=message):
         edit_images(tiny_editor, _scene(), PROMPT, **kwargs)
+
+
+def test_a_masked_geotiff_edit_keeps_the_raw_16_bit_values_outside(tiny_editor, tmp_path):
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from rsedit_core.edit import edit_scene
+    from rsedit_core.raster import RasterSink, RasterSource
+
+    data = (np.random.default_rng(0).random((4, 90, 130)) * 3000 + 200).astype("uint16")
+    data[:, :5, :5] = 0
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=130, height=90, count=4, dtype="uint16", crs="EPSG:32633",
+                       transform=from_origin(500000, 4000000, 10, 10), nodata=0) as ds:  # fmt: skip
+        ds.write(data)
+    mask = _box(90, 130, (20, 70), (30, 100))
+    settings = EditSettings(steps=1, tile=64, tile_overlap=16)
+    with RasterSource.open(path) as source:
+        with RasterSink(tmp_path / "edit.tif", source.geo, source=source, keep_other_bands=True) as sink:
+            notes = edit_scene(tiny_editor, source, [sink], PROMPT, settings=settings, mask=mask)
+    assert any(n.startswith("masked edit: ") for n in notes)
+    with rasterio.open(tmp_path / "edit.tif") as out:
+        edited = out.read()
+    outside = (mask == 0).numpy()
+    assert np.array_equal(edited[:, outside], data[:, outside])  # raw values, not the stretch's round trip
+    assert not np.array_equal(edited[:3, ~outside], data[:3, ~outside])
+    with RasterSource.open(path) as source:  # an empty mask writes the source itself
+        with RasterSink(tmp_path / "same.tif", source.geo, source=source) as sink:
+            edit_scene(tiny_editor, source, [sink], PROMPT, settings=settings, mask=torch.zeros(90, 130))
+    with rasterio.open(tmp_path / "same.tif") as out:
+        assert np.array_equal(out.read(), data[:3])
