@@ -194,6 +194,10 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
     if any(is_raster_path(path) for path in images):
         return _run_scene(args, model_spec, subfolder, images, prompt, paths, label, settings, device, dtype, start)
     sources = _read_sources(images, args.max_image_pixels)
+    report_path = _check_report(args, images, paths)
+    from .masks import SceneGrid
+
+    mask, regions = _read_regions(args, SceneGrid.plain(*sources.shape[-2:]))
 
     from .edit import edit_images
     from .images import save_image
@@ -208,6 +212,8 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
         size_policy=args.size_policy,
         settings=settings,
         callback=_progress,
+        mask=mask,
+        regions=regions,
     )
     for note in result.notes:
         print(f"  {note}", file=sys.stderr)
@@ -221,8 +227,79 @@ def _run(args, model_spec: str, subfolder: str | None, images: list[Path], promp
         if is_raster_path(path):
             print(f"  {path.name}: the source has no georeference (not a GeoTIFF): wrote a plain TIFF", file=sys.stderr)
         print(f"wrote {path}")
+    if report_path is not None:
+        _write_report(report_path, args, prompt, settings.for_model(model), result.notes, paths, result.fidelity)
     print(f"done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
+
+
+def _check_report(args, images, paths):
+    from .outputs import JSON_SUFFIXES, check_output_path
+
+    if getattr(args, "report", None) is None:
+        return None
+    return check_output_path(args.report, inputs=[*images, *paths], suffixes=JSON_SUFFIXES, option="--report")
+
+
+def _read_regions(args, grid):
+    """The mask or the (instruction, mask) regions named on the command line, read before the model loads."""
+    from .errors import InputError
+    from .masks import load_mask, load_regions
+
+    if getattr(args, "mask", None) is None and getattr(args, "regions", None) is None:
+        return None, None  # (rsedit demo has neither)
+    options = dict(
+        threshold=args.mask_threshold, soft=args.soft_mask, grow=args.mask_grow, feather=args.mask_feather,
+        resize=args.resize_mask,
+    )  # fmt: skip
+    if args.mask is not None and args.regions is not None:
+        raise InputError("Give --mask (one instruction) or --regions (several), not both.")
+    if args.mask is not None:
+        loaded = load_mask(args.mask, grid, **options)
+        for note in loaded.notes:
+            print(f"  {args.mask.name}: {note}", file=sys.stderr)
+        return loaded.values, None
+    if args.regions is not None:
+        loaded = load_regions(args.regions, grid, **options)
+        for index, region in enumerate(loaded):
+            for note in region.notes:
+                print(f"  region {index}: {note}", file=sys.stderr)
+        return None, [(region.instruction, region.values) for region in loaded]
+    return None, None
+
+
+def _write_report(path, args, prompt, settings, notes, outputs, fidelity) -> None:
+    import json
+    import math
+
+    from . import __version__
+    from .outputs import write_text_atomic
+
+    def finite(value):
+        return None if isinstance(value, float) and math.isinf(value) else value
+
+    report = {
+        "version": __version__,
+        "instruction": prompt,
+        "mask": None if args.mask is None else str(args.mask),
+        "regions": None if args.regions is None else str(args.regions),
+        "settings": {
+            "steps": settings.steps,
+            "text_cfg": settings.text_cfg,
+            "image_cfg": settings.image_cfg,
+            "seed": settings.seed,
+            "scheduler": settings.scheduler,
+            "tile": settings.tile,
+        },  # fmt: skip
+        "notes": notes,
+        "outputs": [
+            {"path": str(out), **({k: {m: finite(v) for m, v in r[k].items()} for k in r} if r else {})}
+            for out, r in zip(outputs, fidelity or [None] * len(outputs), strict=True)
+        ],
+        "psnr_note": "psnr null = infinite (the region is unchanged)",
+    }
+    write_text_atomic(path, json.dumps(report, indent=2))
+    print(f"wrote {path}")
 
 
 def _load(args, model_spec: str, subfolder: str | None, device, dtype):
@@ -276,6 +353,16 @@ def _run_scene(args, model_spec, subfolder, images, prompt, paths, label, settin
     with RasterSource.open(images[0], bands=args.bands, stretch=args.stretch, max_pixels=args.max_image_pixels) as src:
         for note in src.notes:
             print(f"  {images[0].name}: {note}", file=sys.stderr)
+        if args.regions is not None:
+            raise InputError(
+                "--regions is not supported for GeoTIFF sources yet; edit one region at a time with --mask, or "
+                "convert the scene to PNG for a multi-region edit."
+            )
+        if args.report is not None:
+            raise InputError("--report is not supported for GeoTIFF sources yet (the scene is streamed).")
+        from .masks import SceneGrid
+
+        mask, _ = _read_regions(args, SceneGrid.from_geo(src.geo))
         for path in paths:  # checked before the model loads; nothing is created yet
             if is_raster_path(path):
                 RasterSink(path, src.geo, source=src, **raster_options)
@@ -296,7 +383,14 @@ def _run_scene(args, model_spec, subfolder, images, prompt, paths, label, settin
                 for path in paths
             ]
             notes = edit_scene(
-                model, src, sinks, prompt, negative_prompt=args.negative_prompt, settings=settings, callback=_progress
+                model,
+                src,
+                sinks,
+                prompt,
+                negative_prompt=args.negative_prompt,
+                settings=settings,
+                callback=_progress,
+                mask=mask,
             )
         for note in notes:
             print(f"  {note}", file=sys.stderr)
@@ -420,6 +514,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="Long-CLIP .pt only: position table to use (default effective).",
     )
     _add_sampling_args(edit)
+    region = edit.add_argument_group("Masks and regions (outside them the output is the source, pixel for pixel)")
+    region.add_argument(
+        "--mask",
+        type=Path,
+        help="Where to edit: an image (white = edit) on the scene's grid, a single-band GeoTIFF, or polygons "
+        "(GeoJSON, GeoPackage, shapefile) rasterised onto a GeoTIFF scene's grid.",
+    )
+    region.add_argument(
+        "--regions",
+        type=Path,
+        help='Several instructions, each for its own region: a JSON list of {"mask": PATH or GeoJSON geometry, '
+        '"instruction": TEXT} (or a GeoJSON FeatureCollection with an "instruction" property); --prompt is then '
+        "not used. Where regions overlap, the later one wins.",
+    )
+    region.add_argument("--mask-grow", type=int, default=0, help="Grow the mask by this many px (default 0).")
+    region.add_argument(
+        "--mask-feather", type=int, default=0, help="Feather the mask's edge over this many px, inside it (default 0)."
+    )
+    region.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=0.5,
+        help="Grey levels at or above this edit (default 0.5); see --soft-mask.",
+    )
+    region.add_argument("--soft-mask", action="store_true", help="Use a grey mask's levels as blend weights.")
+    region.add_argument(
+        "--resize-mask", action="store_true", help="Resize an image mask of another size onto the scene (nearest)."
+    )
+    region.add_argument(
+        "--report",
+        type=Path,
+        help="Write a JSON report: settings, notes and, per output, the pixels changed inside and outside the "
+        "mask with PSNR and SSIM.",
+    )
     geo = edit.add_argument_group("GeoTIFF sources (read and written by windows, the output on the source's grid)")
     geo.add_argument(
         "--bands",
