@@ -11,6 +11,7 @@ from .nodes_damage import NODES as DAMAGE_NODES
 from .nodes_damage import register_damage_folder
 from .nodes_edit import NODES as EDIT_NODES
 from .nodes_geo import NODES as GEO_NODES
+from .nodes_instructions import NODES as INSTRUCTION_NODES
 
 
 class RSEditExtension(ComfyExtension):
@@ -19,4 +20,4 @@ class RSEditExtension(ComfyExtension):
         register_model_folder()
         register_damage_folder()
         install_example_inputs(folder_paths.get_input_directory())
-        return [*EDIT_NODES, *GEO_NODES, *DAMAGE_NODES]
+        return [*EDIT_NODES, *GEO_NODES, *DAMAGE_NODES, *INSTRUCTION_NODES]

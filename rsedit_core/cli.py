@@ -596,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_damage import add_commands
 
     add_commands(commands)
+    __import__(f"{__package__}.cli_instructions", fromlist=["add_commands"]).add_commands(commands)
     return parser
 
 

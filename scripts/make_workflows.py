@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from rsedit_core import __version__ as VERSION  # noqa: E402
 from rsedit_core import backbones, defaults  # noqa: E402
+from rsedit_core.instructions import SEVERITIES  # noqa: E402
 
 OUT = ROOT / "example_workflows"
 
@@ -81,6 +82,8 @@ OUTPUTS = {
     ],
     "RSEditLoadGeoTIFF": [("image", "IMAGE"), ("geo", "RSEDIT_GEO"), ("nodata", "MASK")],
     "RSEditSaveGeoTIFF": [],
+    "RSEditInstructionBuilder": [("instruction", "STRING")],
+    "RSEditSeverityLadder": [("instructions", "STRING"), ("levels", "STRING")],
     "LoadImage": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
     "ImageScaleBy": [("IMAGE", "IMAGE")],
     "ImageCompositeMasked": [("IMAGE", "IMAGE")],
@@ -106,6 +109,8 @@ SOCKETS = {
     ],
     "RSEditLoadGeoTIFF": [],
     "RSEditSaveGeoTIFF": [("images", "IMAGE"), ("geo", "RSEDIT_GEO"), ("nodata_mask", "MASK")],
+    "RSEditInstructionBuilder": [],
+    "RSEditSeverityLadder": [],
     "LoadImage": [],
     "ImageScaleBy": [("image", "IMAGE")],
     "ImageCompositeMasked": [("destination", "IMAGE"), ("source", "IMAGE"), ("mask", "MASK")],
@@ -115,6 +120,8 @@ SOCKETS = {
     "SaveImage": [("images", "IMAGE")],
     "PreviewImage": [("images", "IMAGE")],
 }
+# Outputs that are lists (is_output_list): the frontend draws them as a grid (LiteGraph's GRID_SHAPE, 6).
+LIST_OUTPUTS = {"RSEditSeverityLadder": (0, 1)}
 SIZES = {
     "RSEditLoader": (320, 110),
     "RSEditTextEncode": (420, 260),
@@ -124,6 +131,8 @@ SIZES = {
     "RSEditDamageAssessment": (340, 230),
     "RSEditLoadGeoTIFF": (340, 130),
     "RSEditSaveGeoTIFF": (340, 180),
+    "RSEditInstructionBuilder": (340, 250),
+    "RSEditSeverityLadder": (340, 230),
     "LoadImage": (320, 330),
     "ImageScaleBy": (320, 82),
     "ImageCompositeMasked": (320, 146),
@@ -159,6 +168,7 @@ class Graph:
             "inputs": [{"name": name, "type": kind_, "link": None} for name, kind_ in SOCKETS[kind]],
             "outputs": [
                 {"name": name, "type": kind_, "links": [], "slot_index": i}
+                | ({"shape": 6} if i in LIST_OUTPUTS.get(kind, ()) else {})
                 for i, (name, kind_) in enumerate(OUTPUTS[kind])
             ],
             "properties": {"Node name for S&R": kind},
@@ -172,10 +182,19 @@ class Graph:
         return node_id
 
     def link(self, source: int, slot: int, target: int, input_name: str) -> None:
+        """Link an output to a socket input, or to a widget input (e.g. a STRING into the text encode's
+        ``instruction``): the frontend then stores the socket with a ``widget`` entry and keeps the
+        widget's value in ``widgets_values``; the link wins when the graph is queued."""
         link_id = len(self.links) + 1
         origin, dest = self.nodes[source - 1], self.nodes[target - 1]
         output = origin["outputs"][slot]
-        index = next(i for i, socket in enumerate(dest["inputs"]) if socket["name"] == input_name)
+        names = [socket["name"] for socket in dest["inputs"]]
+        if input_name not in names:
+            dest["inputs"].append(
+                {"name": input_name, "type": output["type"], "widget": {"name": input_name}, "link": None}
+            )
+            names.append(input_name)
+        index = names.index(input_name)
         dest["inputs"][index]["link"] = link_id
         output["links"].append(link_id)
         self.links.append([link_id, source, slot, target, index, output["type"]])
@@ -222,10 +241,16 @@ def sampler_widgets(text_cfg: float = UNET_CFG, seed: int = defaults.SEED) -> li
     ]  # fmt: skip
 
 
-def edit_chain(g: Graph, loader: int, image: int, instruction: str, column: int, row: float, title: str, cfg: float):
-    """Text encode + sampler for one instruction on a shared source; returns the sampler id."""
-    text = g.add("RSEditTextEncode", [instruction, ""], column, row, title=f"Instruction: {title}")
+def edit_chain(
+    g: Graph, loader: int, image: int, instruction: str | int, column: int, row: float, title: str, cfg: float
+):
+    """Text encode + sampler for one instruction on a shared source; returns the sampler id. The
+    instruction is a text, or the id of a node whose first output (a STRING) is linked into it."""
+    linked = not isinstance(instruction, str)
+    text = g.add("RSEditTextEncode", ["" if linked else instruction, ""], column, row, title=f"Instruction: {title}")
     g.link(loader, 0, text, "rsedit_model")
+    if linked:
+        g.link(instruction, 0, text, "instruction")
     sampler = g.add("RSEditSampler", sampler_widgets(cfg), column + 1, row, title=f"Edit: {title}")
     g.link(loader, 0, sampler, "rsedit_model")
     g.link(text, 0, sampler, "conditioning")
@@ -367,26 +392,6 @@ SEASON = (
     "darkens slightly under overcast light. All buildings, roads, the beach outline and the pier keep their exact "
     "positions and shapes."
 )
-SEVERITY = [
-    (
-        "minor",
-        "Hurricane flooding with minor damage: shallow water covers the beach and the promenade, about 10 buildings "
-        "in the first block have minor damage such as scattered roof tiles, and no building is destroyed. The "
-        "roads, the shoreline, the pier and the inland blocks are unchanged.",
-    ),
-    (
-        "major",
-        "Hurricane flooding with major damage: brown floodwater covers the beach, the promenade and the first two "
-        "blocks, and about 20 buildings near the shore have major damage with missing roof sections and water "
-        "around their walls. The roads, the shoreline, the pier and the inland blocks are unchanged.",
-    ),
-    (
-        "destroyed",
-        "Hurricane flooding with destroyed buildings: brown floodwater covers the beach, the promenade and the "
-        "first two blocks, and about 20 buildings near the shore are destroyed, with roofs gone and debris spread "
-        "around their footprints. The roads, the shoreline, the pier and the inland blocks are unchanged.",
-    ),
-]
 WATERFRONT = (
     "Flood the painted waterfront: brown floodwater covers the beach and the promenade around the pier, about 5 "
     "buildings near the shore have major damage with missing roof sections, and debris lines the flooded "
@@ -463,6 +468,52 @@ def earthquake() -> Graph:
     return g
 
 
+# The severity graphs: the flood scenario written by the Instruction Builder / Severity Ladder.
+SWEEP_LEVELS = ("minor", "major", "catastrophic")
+LADDER_LEVELS = ",".join(SEVERITIES[1:])
+
+
+def severity_sweep() -> Graph:
+    """Three RSEdit Instruction Builders (flood: minor, major, catastrophic), each linked into a text
+    encode and a sampler on one source, stitched left to right."""
+    g = Graph("Severity sweep", f"{', '.join(SWEEP_LEVELS)} flooding from the Instruction Builder, side by side")
+    loader = g.loader(UNET)
+    image = g.add("LoadImage", [SCENE, "image"], 0, 0.5)
+    source = g.add("RSEditSourceConditioning", [defaults.SIZE_POLICY], 0, 2)
+    g.link(loader, 0, source, "rsedit_model")
+    g.link(image, 0, source, "image")
+    samplers = []
+    for i, level in enumerate(SWEEP_LEVELS):
+        builder = g.add("RSEditInstructionBuilder", ["flood", level, "", "", "", False], 1, i * 1.0,
+                        title=f"Instruction Builder: {level}")  # fmt: skip
+        samplers.append(edit_chain(g, loader, source, builder, 2, i * 1.0, f"flood, {level}", UNET_CFG))
+    left = samplers[0]
+    for i, right in enumerate(samplers[1:]):
+        stitch = g.add("ImageStitch", ["right", True, 8, "white"], 4, i * 0.6)
+        g.link(left, 0, stitch, "image1")
+        g.link(right, 0, stitch, "image2")
+        left = stitch
+    save = g.add("SaveImage", ["rsedit/severity"], 5, 0)
+    g.link(left, 0, save, "images")
+    return g
+
+
+def severity_ladder() -> Graph:
+    """RSEdit Severity Ladder (flood, four levels) -> one text encode -> one sampler -> Save Image:
+    the ladder's output is a list, so ComfyUI runs the chain once per level (one file each)."""
+    g = Graph("Severity ladder", "the flood at four severity levels from one Severity Ladder (a list, run per level)")
+    loader = g.loader(UNET)
+    image = g.add("LoadImage", [SCENE, "image"], 0, 0.5)
+    source = g.add("RSEditSourceConditioning", [defaults.SIZE_POLICY], 1, 0)
+    g.link(loader, 0, source, "rsedit_model")
+    g.link(image, 0, source, "image")
+    ladder = g.add("RSEditSeverityLadder", ["flood", LADDER_LEVELS, "", "", False], 1, 0.5)
+    sampler = edit_chain(g, loader, source, ladder, 2, 0.4, "one per level", UNET_CFG)
+    save = g.add("SaveImage", ["rsedit/severity_ladder"], 4, 0)
+    g.link(sampler, 0, save, "images")
+    return g
+
+
 def geotiff_flood() -> Graph:
     """The flood on the 4-band 16-bit sample GeoTIFF, tiled (768x640 > the 512 px tile), saved as a
     GeoTIFF on the source's grid with its nodata corner kept, and previewed."""
@@ -513,9 +564,8 @@ def workflows() -> dict[str, Graph]:
             "wildfire_dit",
             DIT,
         ),
-        "rsedit_severity_sweep": stitched_edits(
-            "Severity sweep", "minor, major and destroyed, side by side", SEVERITY, "severity"
-        ),
+        "rsedit_severity_sweep": severity_sweep(),
+        "rsedit_severity_ladder": severity_ladder(),
         "rsedit_damage_assessment": assessment(),
         "rsedit_upscale_and_save": upscale(),
         "rsedit_masked_edit": masked(),

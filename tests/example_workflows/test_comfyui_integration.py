@@ -240,6 +240,9 @@ def test_shipped_workflow_runs_through_prompt(workflow_comfyui, name):
         assert len(shown) == 2 and sum("F1_dam" in text for text in shown) == 1, shown
     if name == "rsedit_geotiff_flood":
         check_geotiff(workflow_comfyui, graph, entry)
+    if name == "rsedit_severity_ladder":  # the ladder's STRING list ran the encode, sampler and save per level
+        (encode,) = [i for i, node in graph.items() if node["class_type"] == "RSEditTextEncode"]
+        assert len(images) == 4 and len(entry["outputs"][encode]["text"]) == 4, entry["outputs"]
 
 
 def check_geotiff(client: ComfyUIClient, graph: dict, entry: dict) -> None:

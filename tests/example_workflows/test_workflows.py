@@ -65,6 +65,7 @@ def test_every_scenario_has_a_graph_and_a_thumbnail():
     assert len([n for n in NAMES if n.startswith("rsedit_dit_")]) >= 2
     assert {
         "rsedit_severity_sweep",
+        "rsedit_severity_ladder",
         "rsedit_damage_assessment",
         "rsedit_upscale_and_save",
         "rsedit_masked_edit",
@@ -112,11 +113,14 @@ def test_links_join_matching_types(name, definitions):
     nodes = {node["id"]: node for node in workflow["nodes"]}
     for _, origin, slot, target, target_slot, kind in workflow["links"]:
         assert definitions[nodes[origin]["type"]]["output"][slot] == kind
-        socket = nodes[target]["inputs"][target_slot]["name"]
+        entry = nodes[target]["inputs"][target_slot]
+        socket = entry["name"]
         widgets = {n for n, _, _ in widget_inputs(definitions[nodes[target]["type"]])}
         all_inputs = definitions[nodes[target]["type"]]["input"]
         spec = {**all_inputs.get("required", {}), **all_inputs.get("optional", {})}[socket]
-        assert socket not in widgets and spec[0] in (kind, "*"), (name, origin, target, socket)
+        # A widget takes a link only as the frontend stores it: the socket names its widget.
+        widget_ok = socket not in widgets or entry.get("widget") == {"name": socket}
+        assert widget_ok and spec[0] in (kind, "*"), (name, origin, target, socket)
     # Every required socket is connected.
     for node in workflow["nodes"]:
         required = definitions[node["type"]]["input"].get("required", {})
@@ -178,6 +182,24 @@ def test_dit_variants_use_the_dit_and_its_scale(name):
     assert samplers and all(n["widgets_values"][3] == 4.5 for n in samplers)
 
 
+def instruction_texts(workflow: dict, node: dict) -> list[str]:
+    """The instruction(s) a text encode node receives: its widget's, or those of the Instruction
+    Builder / Severity Ladder linked into it, written by the library from their widget values."""
+    from rsedit_core.instructions import build_instruction, severity_ladder
+
+    linked = next((s["link"] for s in node["inputs"] if s["name"] == "instruction" and s.get("link")), None)
+    if linked is None:
+        return [node["widgets_values"][0]]
+    origin = next(n for n in workflow["nodes"] if n["id"] == next(lk[1] for lk in workflow["links"] if lk[0] == linked))
+    if origin["type"] == "RSEditInstructionBuilder":
+        scenario, severity, counts, keep, extra, short = origin["widgets_values"]
+        assert severity != "from counts" and not counts
+        return [build_instruction(scenario, severity=severity, keep=keep, extra=extra, short=short)]
+    assert origin["type"] == "RSEditSeverityLadder", origin["type"]
+    scenario, levels, keep, extra, short = origin["widgets_values"]
+    return [text for _, text in severity_ladder(scenario, levels, keep=keep, extra=extra, short=short)]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_instructions_are_specific(name):
     """Every instruction says what changes (with counts where buildings are damaged) and what stays;
@@ -185,12 +207,14 @@ def test_instructions_are_specific(name):
     (T5 averages ~4 characters per token on English; 400 characters leaves a margin)."""
     workflow = load(name)
     dit = any(n["widgets_values"][0] == "RSEdit-DiT" for n in workflow["nodes"] if n["type"] == "RSEditLoader")
-    texts = [n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "RSEditTextEncode"]
+    texts = [
+        text for n in workflow["nodes"] if n["type"] == "RSEditTextEncode" for text in instruction_texts(workflow, n)
+    ]
     assert texts
     for text in texts:
         assert re.search(r"\b(unchanged|stay|stays|keep|keeps|remain|intact|in place)\b", text), "say what stays"
         if re.search(r"\b(destroyed|damage)\b", text) and "no visible damage" not in text:
-            assert re.search(r"\babout \d+\b", text), "give building counts"
+            assert re.search(r"\b[Aa]bout \d+\b", text), "give building counts"
         assert (len(text) <= 400) if dit else (len(text.split()) >= 40), (len(text), text)
 
 
@@ -249,6 +273,12 @@ def test_graph_runs_in_the_double(name, double, definitions, tmp_path):
     if name == "rsedit_severity_sweep":
         (stitched,) = [run.value(i) for i, n in graph.items() if n["class_type"] == "ImageStitch"][-1:]
         assert stitched.shape == (1, 512, 3 * 512 + 2 * 8, 3)
+    if name == "rsedit_severity_sweep":  # built by three Instruction Builders linked into the text encodes
+        builders = [i for i, n in graph.items() if n["class_type"] == "RSEditInstructionBuilder"]
+        encodes = [n for n in graph.values() if n["class_type"] == "RSEditTextEncode"]
+        assert sorted(n["inputs"]["instruction"][0] for n in encodes) == sorted(builders)
+    if name == "rsedit_severity_ladder":
+        check_ladder(graph, run, saved)
     if name == "rsedit_upscale_and_save":
         (scaled,) = [run.value(i) for i, n in graph.items() if n["class_type"] == "ImageScaleBy"]
         assert scaled.shape == (1, 1024, 1024, 3)
@@ -269,6 +299,23 @@ def test_graph_runs_in_the_double(name, double, definitions, tmp_path):
         sources = [n for n in graph.values() if n["class_type"] == "RSEditSourceConditioning"]
         fed_by = sorted(graph[n["inputs"]["image"][0]]["class_type"] for n in sources)
         assert fed_by == ["LoadImage", "RSEditSampler", "RSEditSampler"]
+
+
+def check_ladder(graph: dict, run, saved: list) -> None:
+    """The ladder's list ran the text encode, the sampler and Save Image once per level, in order,
+    each on that level's instruction."""
+    from rsedit_core.instructions import severity_ladder
+
+    (ladder,) = [n for n in graph.values() if n["class_type"] == "RSEditSeverityLadder"]
+    (encode,) = [i for i, n in graph.items() if n["class_type"] == "RSEditTextEncode"]
+    (sampler,) = [i for i, n in graph.items() if n["class_type"] == "RSEditSampler"]
+    expected = severity_ladder(**{k: ladder["inputs"][k] for k in ("scenario", "levels", "keep", "extra", "short")})
+    assert [level for level, _ in expected] == ["minor", "moderate", "major", "catastrophic"]
+    assert [c.prompt for c in run.outputs[encode][0]] == [text for _, text in expected]
+    assert len(run.outputs[sampler][0]) == len(saved) == 4 and len(run.ui[encode]["text"]) == 4
+    images = [image for image in run.outputs[sampler][0]]
+    assert all(image.shape == (1, 512, 512, 3) for image in images)
+    assert len({image.sum().item() for image in images}) == 4  # four instructions, four different edits
 
 
 def check_geotiff_output(graph: dict, run, tmp_path) -> None:
@@ -354,7 +401,7 @@ def test_node_reference_page_is_current():
     assert done.returncode == 0, done.stdout.decode()
     page = (ROOT / "docs" / "nodes.md").read_text()
     for node_id in ("RSEditLoader", "RSEditTextEncode", "RSEditSourceConditioning", "RSEditSampler",
-                    "RSEditLoadGeoTIFF", "RSEditSaveGeoTIFF",
+                    "RSEditLoadGeoTIFF", "RSEditSaveGeoTIFF", "RSEditInstructionBuilder", "RSEditSeverityLadder",
                     "RSEditDamageLoader", "RSEditDamageAssessment"):  # fmt: skip
         assert f"(`{node_id}`)" in page
 

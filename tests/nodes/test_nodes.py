@@ -73,6 +73,8 @@ def test_schemas_ids_categories_tooltips(comfy):
         "RSEditSaveGeoTIFF",
         "RSEditDamageLoader",
         "RSEditDamageAssessment",
+        "RSEditInstructionBuilder",
+        "RSEditSeverityLadder",
     }
     for node_id, cls in comfy.items():
         schema = cls.define_schema()
