@@ -98,7 +98,13 @@ SOCKETS = {
     "RSEditLoader": [],
     "RSEditTextEncode": [("rsedit_model", "RSEDIT_MODEL")],
     "RSEditSourceConditioning": [("rsedit_model", "RSEDIT_MODEL"), ("image", "IMAGE")],
-    "RSEditSampler": [("rsedit_model", "RSEDIT_MODEL"), ("conditioning", "RSEDIT_TEXT"), ("source", "RSEDIT_SOURCE")],
+    "RSEditSampler": [
+        ("rsedit_model", "RSEDIT_MODEL"),
+        ("conditioning", "RSEDIT_TEXT"),
+        ("source", "RSEDIT_SOURCE"),
+        ("mask", "MASK"),
+        ("regions", "RSEDIT_REGIONS"),
+    ],
     "RSEditDamageLoader": [],
     "RSEditDamageAssessment": [
         ("damage_model", "RSEDIT_DAMAGE_MODEL"),
@@ -433,22 +439,19 @@ def upscale() -> Graph:
 
 
 def masked() -> Graph:
-    """Edit the whole scene, keep the edit only inside the painted region (native mask nodes)."""
-    g = Graph("Masked edit", "the edit kept only where the mask is painted (Load Image's mask, Grow Mask, composite)")
+    """Edit only where the region is painted: the sampler's mask keeps the rest of the scene exactly."""
+    g = Graph("Masked edit", "the edit confined to the painted region by the sampler's mask (the rest is the source)")
     loader = g.loader(UNET)
     image = g.add("LoadImage", [MASKED_SCENE, "image"], 0, 0.5, title="Load Image (paint the region to edit)")
     source = g.add("RSEditSourceConditioning", [defaults.SIZE_POLICY], 1, 0)
     g.link(loader, 0, source, "rsedit_model")
     g.link(image, 0, source, "image")
-    sampler = edit_chain(g, loader, source, WATERFRONT, 1, 0.4, "waterfront flood", UNET_CFG)
-    grow = g.add("GrowMask", [6, True], 3, 1.2)
+    grow = g.add("GrowMask", [6, True], 1, 1.6)
     g.link(image, 1, grow, "mask")
-    composite = g.add("ImageCompositeMasked", [0, 0, False], 3, 0)
-    g.link(image, 0, composite, "destination")
-    g.link(sampler, 0, composite, "source")
-    g.link(grow, 0, composite, "mask")
-    save = g.add("SaveImage", ["rsedit/masked_edit"], 4, 0)
-    g.link(composite, 0, save, "images")
+    sampler = edit_chain(g, loader, source, WATERFRONT, 1, 0.4, "waterfront flood", UNET_CFG)
+    g.link(grow, 0, sampler, "mask")
+    save = g.add("SaveImage", ["rsedit/masked_edit"], 3, 0)
+    g.link(sampler, 0, save, "images")
     return g
 
 

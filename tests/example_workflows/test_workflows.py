@@ -283,10 +283,12 @@ def test_graph_runs_in_the_double(name, double, definitions, tmp_path):
         (scaled,) = [run.value(i) for i, n in graph.items() if n["class_type"] == "ImageScaleBy"]
         assert scaled.shape == (1, 1024, 1024, 3)
     if name == "rsedit_masked_edit":
-        (composite,) = [run.value(i) for i, n in graph.items() if n["class_type"] == "ImageCompositeMasked"]
-        out = composite[0].numpy()
-        # Outside the painted box grown by 6 px the scene is untouched; inside it is the edit.
-        assert np.array_equal(out[:190], scene[:190]) and np.array_equal(out[:, :240], scene[:, :240])
+        (edited,) = [run.value(i) for i, n in graph.items() if n["class_type"] == "RSEditSampler"]
+        out = edited[0].numpy()
+        # The sampler's mask (the painted box grown by 6 px: rows 194..406, columns 244..511): outside
+        # it the scene is the source bit for bit; inside it is the edit.
+        assert np.array_equal(out[:194], scene[:194]) and np.array_equal(out[:, :244], scene[:, :244])
+        assert np.array_equal(out[407:], scene[407:])
         assert np.abs(out[210:390, 260:500] - scene[210:390, 260:500]).mean() > 0.02
     if name == "rsedit_damage_assessment":
         shown = [run.ui[i]["text"][0] for i, n in graph.items() if n["class_type"] == "PreviewAny"]
