@@ -34,6 +34,12 @@ _EXPORTS = {
     "RasterSink": "raster",
     "read_raster": "raster",
     "write_raster": "raster",
+    "load_mask": "masks",
+    "load_regions": "masks",
+    "SceneGrid": "masks",
+    "fidelity_report": "fidelity",
+    "build_instruction": "instructions",
+    "severity_ladder": "instructions",
     "encode_text": "text",
     "TextConditioning": "text",
     "encode_source": "conditioning",
@@ -84,8 +90,11 @@ if TYPE_CHECKING:
         OutOfMemoryError,
         RSEditError,
     )
+    from .fidelity import fidelity_report
     from .images import load_image, save_image
+    from .instructions import build_instruction, severity_ladder
     from .loading import load_editor
+    from .masks import SceneGrid, load_mask, load_regions
     from .raster import RasterSink, RasterSource, read_raster, write_raster
     from .scene import TensorSink, TensorSource
     from .settings import EditSettings
