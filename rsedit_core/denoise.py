@@ -107,10 +107,14 @@ def denoise(
     if keep is not None:
         latents = keep(latents, 0)
 
+    branch_inputs: dict[int, tuple] = {}
+
     def guided(noisy: torch.Tensor, image: torch.Tensor, t, windows=None) -> torch.Tensor:
         """The guided prediction for a batch of (window) latents and their source latents."""
         count = len(texts) + 2 if active else 1
-        embeds, mask = _branches(texts, noisy.shape[0], active, device, dtype)
+        if noisy.shape[0] not in branch_inputs:  # built once per batch size, not at every step
+            branch_inputs[noisy.shape[0]] = _branches(texts, noisy.shape[0], active, device, dtype)
+        embeds, mask = branch_inputs[noisy.shape[0]]
         condition = torch.cat([image] * (count - 1) + [torch.zeros_like(image) if active else image])
         noise = backbone.predict(model, noisy.repeat(count, 1, 1, 1), condition, t, embeds, mask)
         if not active:
